@@ -1,0 +1,183 @@
+"""`evaluate(cfg)`: load runs, compute every analysis of the paper's §4-5, write the report.
+
+``analyse(runs, out_dir, ...)`` does the work without Hydra (handy in a notebook);
+``evaluate(cfg)`` reads conf/evaluate.yaml's keys, finds the output directory and logs to W&B
+when ``logger=wandb``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from net2vec.analysis import embedding_figures as efig
+from net2vec.analysis import embeddings as emb
+from net2vec.analysis import figures as fig
+from net2vec.analysis import filters, scores, spaces
+from net2vec.analysis.report import Report, slug
+from net2vec.analysis.runs import Run, load_runs
+from net2vec.analysis.table import Table
+
+log = logging.getLogger(__name__)
+
+
+class NoRunsError(ValueError):
+    """evaluate was given no run directories."""
+
+
+def _score_sections(report: Report, runs: list[Run]) -> None:
+    report.section("Table 1 and Fig. 2: single filter vs all filters")
+    table1 = scores.table1(runs)
+    report.table("table1", table1, "% of concepts whose all-filter val score >= best single filter")
+    report.figure("table1", fig.table1_figure(table1))
+    by_category = scores.category_scores(runs)
+    report.table("fig2_category_scores", by_category, "mean ± standard error per category")
+    for task in dict.fromkeys(by_category["task"]):
+        report.figure(f"fig2_{task}", fig.category_figure(by_category, task))
+    curves = scores.subset_curves(runs)
+    report.section("Fig. 3: score against the number of filters F")
+    if len(curves):
+        report.table("fig3_subset_curves", curves, "mean ± se per category and F (F = K: all filters)")
+        report.figure("fig3_subsets", fig.subset_figure(curves))
+    else:
+        report.note("no run has top-F subset columns (probe.subsets empty)")
+    report.section("Failure cases: single filter >= all filters")
+    report.table("failure_cases", scores.failure_cases(runs), "object_size: mean mask fraction on train "
+                 "images, from the run's concept store when reachable")
+    report.table("failures_by_n_train", scores.failures_by_train_size(runs))
+    report.figure("failures_vs_n_train", fig.failure_figure(runs))
+
+
+def _filter_sections(report: Report, runs: list[Run]) -> None:
+    report.section("Figs. 4-5: filters chosen as best single filter")
+    usage = filters.filter_usage(runs)
+    report.table("fig5_filter_usage", usage)
+    report.table("fig5_usage_summary", filters.usage_summary(runs))
+    report.figure("fig5_filter_usage", fig.usage_figure(usage))
+    for run in runs:
+        shared = filters.shared_filters(run)
+        if len(shared):
+            report.table(f"fig4_shared_filters_{slug(run.label)}", shared)
+            report.figure(f"fig4_shared_filter_{slug(run.label)}", fig.shared_figure(shared))
+    report.section("Fig. 7: per-image IoU distribution")
+    per_image = filters.per_image_stats(runs)
+    if len(per_image):
+        report.table("fig7_per_image_stats", per_image, "μ, σ over the non-zero part")
+        report.figure("fig7_per_image", efig.per_image_figure(runs))
+    else:
+        report.note("no run stores per_image IoU (segmentation runs only)")
+    report.section("§5.2, Fig. 9: learned weights vs single-filter scores")
+    correlations = filters.weight_correlations(runs)
+    if len(correlations):
+        summary = filters.correlation_summary(correlations)
+        shares = filters.share_curves(runs)
+        report.table("fig9_correlations", correlations, "per concept Pearson r, p of max(w,0) vs filter_scores/val")
+        report.table("fig9_correlation_summary", summary)
+        report.table("fig9_share_curves", shares, "mean sorted |w_k| / ||w||_1")
+        report.figure("fig9_correlations", efig.correlation_figure(correlations, summary, shares))
+    else:
+        report.note("no run stores filter_scores/val")
+
+
+def _map_sections(report: Report, runs: list[Run], clusters: int, tsne: bool, seed: int) -> None:
+    rows = []
+    for run in runs:
+        weights = run.embeddings.weights
+        labels = emb.kmeans_labels(weights, clusters, seed)
+        if tsne:
+            xy = emb.tsne_map(weights, seed)
+        else:  # first two principal components of the unit vectors
+            unit = emb.unit_rows(weights)
+            centred = unit - unit.mean(axis=0)
+            xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+        rows += [[run.network, run.layer, run.task, str(c), str(g), int(k), float(x), float(y)]
+                 for c, g, k, (x, y) in zip(run.concepts, run.categories, labels, xy)]
+        report.figure(f"embedding_map_{slug(run.label)}",
+                      efig.embedding_map_figure(run.concepts, run.categories, xy, labels, run.label))
+    report.table("embedding_clusters", Table(["network", "layer", "task", "concept", "category", "cluster",
+                                               "x", "y"], rows), "k-means cluster and map position")
+
+
+def _embedding_sections(report: Report, runs: list[Run], expressions, k: int, clusters: int,
+                        tsne: bool, seed: int) -> None:
+    runs = [r for r in runs if r.embeddings is not None and len(r.concepts) > 1]
+    report.section("§5.3: concept embeddings")
+    if not runs:
+        report.note("no run has embeddings.h5")
+        return
+    report.table("table2_neighbours", emb.neighbour_table(runs, k), "nearest concepts by cosine of w/||w||")
+    if expressions:
+        table3, notes = emb.arithmetic_table(runs, list(expressions), k)
+        report.table("table3_arithmetic", table3, "operands excluded")
+        for note in notes:
+            report.note(note)
+    _map_sections(report, runs, clusters, tsne, seed)
+    groups = {task: [r for r in runs if r.task == task] for task in dict.fromkeys(r.task for r in runs)}
+    if len(groups) > 1:
+        groups["all"] = runs
+    for name, group in groups.items():
+        pairs, by_category = spaces.distance_tables(group)
+        if len(group) < 2 or not len(pairs):
+            continue
+        report.table(f"fig10_D_{name}", pairs, "D_ij = ||d(W_i) - d(W_j)||^2 over common concepts")
+        report.table(f"fig10_D_by_category_{name}", by_category, "mean per-concept D_ijc by category")
+        report.figure(f"fig10_{name}", efig.distance_figure(pairs, by_category, f"embedding spaces ({name})"))
+
+
+def analyse(runs: list[Run], out_dir: str | Path, arithmetic=(), neighbours: int = 5, kmeans: int = 8,
+            tsne: bool = True, seed: int = 0) -> Report:
+    """Every table and figure for ``runs`` into ``out_dir``, with index.html; returns the Report."""
+    if not runs:
+        raise NoRunsError("no runs to evaluate: pass runs=[RUN_DIR,...] or sweep=MULTIRUN_DIR")
+    report = Report(Path(out_dir))
+    _score_sections(report, runs)
+    _filter_sections(report, runs)
+    _embedding_sections(report, runs, arithmetic, neighbours, kmeans, tsne, seed)
+    report.write_html(runs=[f"{r.label}: {r.path}" for r in runs])
+    log.info("report: %s", report.out_dir / "index.html")
+    return report
+
+
+def output_dir_of(cfg: DictConfig) -> Path:
+    """``output_dir`` when set, else Hydra's runtime output directory."""
+    if cfg.get("output_dir"):
+        return Path(cfg.output_dir)
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        raise NoRunsError("output_dir is unset and no Hydra run is active") from None
+
+
+def _log_wandb(cfg: DictConfig, report: Report) -> None:
+    """Log every figure and table to W&B (offline unless logged in) when logger=wandb."""
+    logger = OmegaConf.to_container(cfg.logger, resolve=False) if cfg.get("logger") else None
+    if not isinstance(logger, dict) or not str(logger.get("_target_", "")).endswith("WandbLogger"):
+        return
+    import wandb
+
+    from net2vec.loggers import wandb_logged_in
+
+    plain = {k: v for k, v in logger.items() if isinstance(v, str) and "${" not in v}
+    offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_logged_in() \
+        or logger.get("offline") is True
+    run = wandb.init(project=plain.get("project", "net2vec"), entity=plain.get("entity"), name="evaluate",
+                     job_type="evaluate", dir=str(report.out_dir), mode="offline" if offline else "online")
+    run.log({f"figures/{name}": wandb.Image(str(path)) for name, path in report.figures.items()})
+    run.log({f"tables/{name}": wandb.Table(columns=t.columns, data=t.rows) for name, t in report.tables.items()})
+    run.finish()
+
+
+def evaluate(cfg: DictConfig) -> Report:
+    """The `python evaluate.py` entry point: runs/sweep in, report (index.html) out."""
+    runs = load_runs(list(cfg.get("runs") or []), cfg.get("sweep"))
+    out_dir = output_dir_of(cfg)
+    report = analyse(runs, out_dir, list(cfg.get("arithmetic") or []), int(cfg.get("neighbours", 5)),
+                     int(cfg.get("kmeans", 8)), bool(cfg.get("tsne", True)), int(cfg.get("seed", 0)))
+    _log_wandb(cfg, report)
+    print(f"report: {out_dir / 'index.html'} ({len(report.figures)} figures, {len(report.tables)} tables)")
+    return report

@@ -1,0 +1,31 @@
+"""Checks on the composed configuration that Hydra cannot express, each a one-line error."""
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key and the value."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail fast on values that would otherwise fail late or silently (task, τ, subsets)."""
+    if cfg.task.name not in ("seg", "cls"):
+        raise ConfigError(f"task.name={cfg.task.name!r}: expected 'seg' or 'cls'")
+    quantile = cfg.probe.quantile
+    if not isinstance(quantile, (int, float)) or not 0.0 < float(quantile) < 1.0:
+        raise ConfigError(f"probe.quantile={quantile!r}: τ must lie strictly between 0 and 1")
+    subsets = cfg.probe.subsets
+    if isinstance(subsets, (int, str)):
+        raise ConfigError(f"probe.subsets={subsets!r}: expected a list such as [1,2,4]")
+    for size in subsets:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ConfigError(f"probe.subsets contains {size!r}: each F must be a positive integer")
+
+
+def check_subsets(subsets: list[int], num_filters: int) -> list[int]:
+    """Subset sizes, sorted and deduplicated, each within 1..K of the layer."""
+    for size in subsets:
+        if size > num_filters:
+            raise ConfigError(f"probe.subsets contains F={size}, but the layer has only K={num_filters} filters")
+    return sorted(set(int(size) for size in subsets))

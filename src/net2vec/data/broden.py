@@ -1,0 +1,234 @@
+"""Reader for datasets in the BRODEN on-disk format (Bau et al. 2017), real or synthetic.
+
+Layout under the dataset root:
+
+- ``index.csv``: one row per image, columns read by header name:
+  ``image,split,ih,iw,sh,sw,color,object,part,material,scene,texture``. The four pixel-level
+  columns hold mask PNG file names (``;``-separated planes; ``part`` often holds several); a mask
+  pixel's value ``R + 256*G`` is a global label number of ``label.csv`` (0 = unlabelled). The
+  ``scene``/``texture`` cells hold global label numbers directly (image-level, ``;``-separated).
+- ``label.csv``: ``number,name,category,frequency,coverage,syns``; ``category`` reads like
+  ``object(12);part(30)`` (several categories, the first is the primary one).
+- ``category.csv`` lists the categories, ``c_<cat>.csv`` maps dense codes to global numbers.
+- Images and masks live under ``images/``.
+
+A concept's mask in one image is the union of its pixels over every plane of every pixel-level
+column, so a pixel may carry several labels (e.g. a part and its sub-part on two planes).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw",
+                 "color", "object", "part", "material", "scene", "texture")
+PIXEL_COLUMNS = ("color", "object", "part", "material")
+IMAGE_COLUMNS = ("scene", "texture")
+PIXEL_CATEGORIES = frozenset(PIXEL_COLUMNS)
+SPLITS = ("train", "val")
+
+
+class DatasetError(ValueError):
+    """Bad probe dataset input; the one-line message names the file, the row and the value."""
+
+
+@dataclass(frozen=True)
+class Label:
+    """One row of label.csv."""
+
+    number: int
+    name: str
+    categories: tuple[str, ...]
+
+    @property
+    def category(self) -> str:
+        """Primary category: the first one listed."""
+        return self.categories[0] if self.categories else ""
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        return [name.strip() for name in (reader.fieldnames or [])], rows
+
+
+def parse_categories(text: str) -> tuple[str, ...]:
+    """``'object(12);part(30)'`` -> ``('object', 'part')``."""
+    parts = [item.strip() for item in text.split(";") if item.strip()]
+    return tuple(item.split("(", 1)[0].strip() for item in parts)
+
+
+def read_labels(root: Path) -> dict[int, Label]:
+    """label.csv as {number: Label}; label 0 (unlabelled) is skipped."""
+    path = root / "label.csv"
+    header, rows = _read_csv(path)
+    for column in ("number", "name", "category"):
+        if column not in header:
+            raise DatasetError(f"{path}: missing column {column!r}")
+    labels: dict[int, Label] = {}
+    for row_no, row in enumerate(rows, start=2):
+        try:
+            number = int(row["number"])
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path} line {row_no}: bad label number {row['number']!r}") from None
+        if number != 0:
+            labels[number] = Label(number, row["name"], parse_categories(row["category"] or ""))
+    return labels
+
+
+def split_cell(cell: str | None) -> list[str]:
+    """A ';'-separated cell as its non-empty items."""
+    return [item.strip() for item in (cell or "").split(";") if item.strip()]
+
+
+def decode_plane(path: Path) -> np.ndarray:
+    """A mask PNG as int32 global label numbers, R + 256*G (grayscale PNGs: the value)."""
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "RGBA", "L", "I", "I;16")
+                           else image)
+    if array.ndim == 2:
+        return array.astype(np.int32)
+    return array[..., 0].astype(np.int32) + 256 * array[..., 1].astype(np.int32)
+
+
+class BrodenDataset:
+    """A BRODEN-format dataset on disk: index rows, labels, per-image masks and image labels."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.index_path = self.root / "index.csv"
+        header, rows = _read_csv(self.index_path)
+        missing = [column for column in INDEX_COLUMNS if column not in header]
+        if missing:
+            raise DatasetError(f"{self.index_path}: missing column {missing[0]!r}")
+        self.rows = rows
+        self.labels = read_labels(self.root)
+        self.category_names = self._read_categories()
+        self._sizes = [self._row_size(i) for i in range(len(rows))]
+
+    def _read_categories(self) -> list[str]:
+        path = self.root / "category.csv"
+        if path.is_file():
+            header, rows = _read_csv(path)
+            key = "name" if "name" in header else header[0]
+            return [row[key] for row in rows]
+        return sorted({c for label in self.labels.values() for c in label.categories})
+
+    def category_codes(self, category: str) -> dict[int, int]:
+        """c_<category>.csv as {dense code: global label number} (empty when the file is absent)."""
+        path = self.root / f"c_{category}.csv"
+        if not path.is_file():
+            return {}
+        _, rows = _read_csv(path)
+        return {int(row["code"]): int(row["number"]) for row in rows}
+
+    def where(self, i: int) -> str:
+        """'index.csv row N' (N counts the header as line 1, like an editor)."""
+        return f"{self.index_path} row {i + 2}"
+
+    def _row_size(self, i: int) -> tuple[int, int]:
+        row = self.rows[i]
+        try:
+            return int(row["sh"]), int(row["sw"])
+        except (TypeError, ValueError):
+            raise DatasetError(f"{self.where(i)}: bad mask size sh={row['sh']!r} sw={row['sw']!r}") from None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def image_name(self, i: int) -> str:
+        return self.rows[i]["image"]
+
+    def image_path(self, i: int) -> Path:
+        return self.root / "images" / self.rows[i]["image"]
+
+    def split(self, i: int) -> str:
+        split = (self.rows[i]["split"] or "").strip()
+        if split not in SPLITS:
+            raise DatasetError(f"{self.where(i)}: split {split!r} is not 'train' or 'val'")
+        return split
+
+    def mask_size(self, i: int) -> tuple[int, int]:
+        """(sh, sw) as index.csv states it for row i."""
+        return self._sizes[i]
+
+    def check_image(self, i: int) -> None:
+        """Raise DatasetError unless row i's image exists and its header reads as an image."""
+        path = self.image_path(i)
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"{self.where(i)}: cannot read image {path} ({type(error).__name__})") from None
+
+    def load_image(self, i: int) -> Image.Image:
+        """Row i's image as RGB."""
+        self.check_image(i)
+        with Image.open(self.image_path(i)) as image:
+            return image.convert("RGB")
+
+    def label_planes(self, i: int) -> list[np.ndarray]:
+        """Every mask plane of row i (all pixel-level columns) as (sh, sw) int32 label numbers."""
+        size = self.mask_size(i)
+        planes = []
+        for column in PIXEL_COLUMNS:
+            for name in split_cell(self.rows[i][column]):
+                path = self.root / "images" / name
+                try:
+                    plane = decode_plane(path)
+                except (OSError, ValueError) as error:
+                    raise DatasetError(f"{self.where(i)}: cannot read {column} mask {path} "
+                                       f"({type(error).__name__})") from None
+                if plane.shape != size:
+                    raise DatasetError(f"{self.where(i)}: {column} mask {path} is "
+                                       f"{plane.shape[0]}x{plane.shape[1]}, index says sh x sw = "
+                                       f"{size[0]}x{size[1]}")
+                self._check_numbers(i, np.unique(plane), f"{column} mask {path}")
+                planes.append(plane)
+        return planes
+
+    def _check_numbers(self, i: int, numbers, what: str) -> None:
+        for number in numbers:
+            if number != 0 and int(number) not in self.labels:
+                raise DatasetError(f"{self.where(i)}: {what} holds label {int(number)}, "
+                                   f"absent from {self.root / 'label.csv'}")
+
+    def image_labels(self, i: int) -> list[int]:
+        """Image-level labels of row i (scene and texture cells), sorted, unique."""
+        numbers = set()
+        for column in IMAGE_COLUMNS:
+            for item in split_cell(self.rows[i][column]):
+                try:
+                    numbers.add(int(item))
+                except ValueError:
+                    raise DatasetError(f"{self.where(i)}: {column} cell holds {item!r}, "
+                                       f"not a label number") from None
+        numbers.discard(0)
+        self._check_numbers(i, sorted(numbers), f"{'/'.join(IMAGE_COLUMNS)} cell")
+        return sorted(numbers)
+
+    def masks(self, i: int) -> dict[int, np.ndarray]:
+        """{label number: (sh, sw) bool mask} of row i, each the union over all planes."""
+        return planes_to_masks(self.label_planes(i))
+
+
+def planes_to_masks(planes: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """Union, per label number, of its pixels over all planes (0 = unlabelled is dropped)."""
+    masks: dict[int, np.ndarray] = {}
+    for plane in planes:
+        numbers, inverse = np.unique(plane, return_inverse=True)
+        inverse = inverse.reshape(plane.shape)
+        for code, number in enumerate(numbers):
+            if number == 0:
+                continue
+            hit = inverse == code
+            key = int(number)
+            masks[key] = masks[key] | hit if key in masks else hit
+    return masks

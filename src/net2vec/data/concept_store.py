@@ -1,0 +1,318 @@
+"""The concept store: one HDF5 file per probe dataset with everything the probes need from it.
+
+Path: ``<cache_dir>/concepts/<dataset-name>-<fingerprint of index.csv>.h5`` (an edited
+index.csv gives a new store). Layout (docs/architecture.md):
+
+==========================  ================  =================================================
+``concepts/name``           (C,) str          label.csv name
+``concepts/category``       (C,) str          primary category (first listed)
+``concepts/categories``     (C,) str          all categories, ';'-joined
+``concepts/label_number``   (C,) int32        global label number
+``concepts/pixel_level``    (C,) bool         the concept has masks (pairs) in the dataset
+``split``                   (N,) uint8        0 = train, 1 = val, index.csv row order
+``image``                   (N,) str          image file name relative to images/
+``presence``                (N, C) bool       image x concept (pixel- and image-level labels)
+``pairs/image, /concept``   (P,) int32        every (image, pixel-level concept), by image
+``pairs/offsets``           (N+1,) int64      CSR: pairs of image i are offsets[i]:offsets[i+1]
+``pairs/area``              (P,) int32        mask pixel count of the pair
+``pairs/masks``             (P, ceil(sh*sw/8))  np.packbits of the row-major sh x sw mask;
+                            uint8             chunked (~64 KiB) + gzip
+==========================  ================  =================================================
+
+Attributes: ``mask_size`` (sh, sw), ``dataset_root``, ``index_fingerprint``, ``n_excluded``,
+``n_resized``, ``net2vec_complete`` (set last). Concepts of label.csv without a train image or
+without a val image are excluded (``n_excluded`` counts them). A concept is pixel-level when its
+label occurs in some mask (for BRODEN: the colour/object/part/material labels). Rows whose
+sh x sw differ from the dataset's most common mask size have their masks resized to it,
+nearest-neighbour (``n_resized`` counts them). Within a pair set the concept index increases
+with the label number, and pairs of one image are sorted by concept.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import Counter
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from net2vec.cache import COMPLETE_ATTR, atomic_path, file_lock, fingerprint_file
+from net2vec.data.broden import BrodenDataset, DatasetError, planes_to_masks
+
+log = logging.getLogger(__name__)
+_STR = h5py.string_dtype("utf-8")
+_DATASET: BrodenDataset | None = None   # the dataset being decoded (set in worker processes)
+
+
+def store_path(root: str | Path, cache_dir: str | Path) -> Path:
+    """Where the concept store of the dataset at `root` lives."""
+    root = Path(root)
+    index = root / "index.csv"
+    if not index.is_file():
+        raise DatasetError(f"{index}: file not found")
+    return Path(cache_dir) / "concepts" / f"{root.resolve().name}-{fingerprint_file(index)}.h5"
+
+
+def is_complete(path: Path) -> bool:
+    """Whether `path` is a finished store (the completion attribute is written last)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return bool(handle.attrs.get(COMPLETE_ATTR, False))
+    except (OSError, FileNotFoundError):
+        return False
+
+
+def prepare_concept_store(root: str | Path, cache_dir: str | Path, workers: int | None = None,
+                          progress: bool = True) -> "ConceptStore":
+    """Build the concept store of `root` once (locked, atomic) or reuse the complete one."""
+    path = store_path(root, cache_dir)
+    if not is_complete(path):
+        with file_lock(path):
+            if not is_complete(path):
+                build_concept_store(root, path, workers, progress)
+    else:
+        log.info("concept store: reusing %s", path)
+    return ConceptStore(path)
+
+
+def _resize_nearest(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    rows = ((np.arange(size[0]) + .5) * plane.shape[0] / size[0]).astype(np.int64)
+    cols = ((np.arange(size[1]) + .5) * plane.shape[1] / size[1]).astype(np.int64)
+    return plane[rows][:, cols]
+
+
+def _decode_row(job: tuple[int, tuple[int, int]]) -> tuple:
+    """Row i -> (labels, packed masks, areas, image-level labels, resized?) at the common size."""
+    i, size = job
+    dataset = _DATASET
+    dataset.check_image(i)
+    planes = dataset.label_planes(i)
+    resized = dataset.mask_size(i) != size
+    if resized:
+        planes = [_resize_nearest(plane, size) for plane in planes]
+    masks = planes_to_masks(planes)
+    labels = np.array(sorted(masks), np.int64)
+    packed = np.zeros((len(labels), (size[0] * size[1] + 7) // 8), np.uint8)
+    areas = np.zeros(len(labels), np.int64)
+    for k, number in enumerate(labels):
+        packed[k] = np.packbits(masks[int(number)].reshape(-1))
+        areas[k] = masks[int(number)].sum()
+    return labels, packed, areas, dataset.image_labels(i), resized
+
+
+def _init_worker(dataset: BrodenDataset) -> None:
+    global _DATASET
+    _DATASET = dataset
+
+
+def _decoded_rows(dataset: BrodenDataset, size: tuple[int, int], workers: int, progress: bool):
+    """Decoded rows in index order, with a progress bar; several processes when workers > 1."""
+    jobs = [(i, size) for i in range(len(dataset))]
+    bar = dict(total=len(jobs), desc="decoding masks", disable=not progress, mininterval=1)
+    if workers <= 1:
+        _init_worker(dataset)
+        yield from tqdm(map(_decode_row, jobs), **bar)
+        return
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(dataset,)) as pool:
+        yield from tqdm(pool.imap(_decode_row, jobs, chunksize=32), **bar)
+
+
+def _chunk_rows(row_bytes: int, rows: int) -> int:
+    return max(1, min(rows, (64 << 10) // max(row_bytes, 1)))
+
+
+def _first_pass(dataset: BrodenDataset, size: tuple[int, int], scratch: h5py.File, workers: int,
+                progress: bool) -> dict:
+    """Decode every row; masks go to the scratch file, the small arrays stay in memory."""
+    row_bytes = (size[0] * size[1] + 7) // 8
+    masks = scratch.create_dataset("masks", (0, row_bytes), np.uint8, maxshape=(None, row_bytes),
+                                   chunks=(_chunk_rows(row_bytes, 1 << 20), row_bytes))
+    images, labels, areas, image_labels, buffer = [], [], [], [], []
+    resized = 0
+    for i, (row_labels, packed, row_areas, level, was_resized) in enumerate(
+            _decoded_rows(dataset, size, workers, progress)):
+        images.append(np.full(len(row_labels), i, np.int64))
+        labels.append(row_labels)
+        areas.append(row_areas)
+        image_labels.append(level)
+        buffer.append(packed)
+        resized += was_resized
+        if sum(len(b) for b in buffer) >= 4096 or i == len(dataset) - 1:
+            block = np.concatenate(buffer) if buffer else np.zeros((0, row_bytes), np.uint8)
+            masks.resize(len(masks) + len(block), axis=0)
+            masks[len(masks) - len(block):] = block
+            buffer = []
+    join = lambda arrays: np.concatenate(arrays) if arrays else np.zeros(0, np.int64)  # noqa: E731
+    return {"image": join(images), "label": join(labels), "area": join(areas),
+            "image_labels": image_labels, "resized": resized, "masks": masks}
+
+
+def _presence_by_label(dataset: BrodenDataset, first: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(label numbers of label.csv, N x L presence over all of them)."""
+    numbers = np.array(sorted(dataset.labels), np.int64)
+    presence = np.zeros((len(dataset), len(numbers)), bool)
+    presence[first["image"], np.searchsorted(numbers, first["label"])] = True
+    for i, level in enumerate(first["image_labels"]):
+        presence[i, np.searchsorted(numbers, np.array(level, np.int64))] = True
+    return numbers, presence
+
+
+def _common_size(dataset: BrodenDataset) -> tuple[int, int]:
+    sizes = Counter(dataset.mask_size(i) for i in range(len(dataset)))
+    if not sizes:
+        raise DatasetError(f"{dataset.index_path}: no rows")
+    return sizes.most_common(1)[0][0]
+
+
+def _write_concepts(out: h5py.File, dataset: BrodenDataset, kept: np.ndarray, pixel: np.ndarray) -> None:
+    labels = [dataset.labels[int(n)] for n in kept]
+    group = out.create_group("concepts")
+    group["name"] = np.array([label.name for label in labels], dtype=object).astype(_STR)
+    group["category"] = np.array([label.category for label in labels], dtype=object).astype(_STR)
+    group["categories"] = np.array([";".join(label.categories) for label in labels], dtype=object).astype(_STR)
+    group["label_number"] = kept.astype(np.int32)
+    group["pixel_level"] = pixel
+
+
+def _write_pairs(out: h5py.File, first: dict, keep: np.ndarray, concept: np.ndarray, num_images: int) -> None:
+    """CSR pairs of the kept concepts; masks copied block-wise from the scratch file."""
+    group = out.create_group("pairs")
+    image = first["image"][keep]
+    group["image"] = image.astype(np.int32)
+    group["concept"] = concept.astype(np.int32)
+    group["area"] = first["area"][keep].astype(np.int32)
+    group["offsets"] = np.concatenate([[0], np.cumsum(np.bincount(image, minlength=num_images))]).astype(np.int64)
+    source = first["masks"]
+    row_bytes = source.shape[1]
+    masks = group.create_dataset("masks", (int(keep.sum()), row_bytes), np.uint8, compression="gzip",
+                                 compression_opts=4, chunks=(_chunk_rows(row_bytes, max(int(keep.sum()), 1)), row_bytes))
+    written, block = 0, 1 << 14
+    for start in range(0, len(keep), block):
+        rows = source[start:start + block][keep[start:start + block]]
+        masks[written:written + len(rows)] = rows
+        written += len(rows)
+
+
+def build_concept_store(root: str | Path, path: str | Path, workers: int | None = None, progress: bool = True) -> Path:
+    """Decode the dataset at `root` into a concept store at `path` (written atomically)."""
+    root, path = Path(root), Path(path)
+    dataset = BrodenDataset(root)
+    split = np.array([dataset.split(i) == "val" for i in range(len(dataset))], np.uint8)
+    size = _common_size(dataset)
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1) if len(dataset) > 4000 else 1
+    with atomic_path(path) as tmp:
+        scratch_path = Path(f"{tmp}.scratch")
+        try:
+            with h5py.File(scratch_path, "w") as scratch, h5py.File(tmp, "w") as out:
+                first = _first_pass(dataset, size, scratch, workers, progress)
+                numbers, presence = _presence_by_label(dataset, first)
+                n_train = presence[split == 0].sum(0)
+                n_val = presence[split == 1].sum(0)
+                kept_mask = (n_train > 0) & (n_val > 0)
+                kept = numbers[kept_mask]
+                keep = np.isin(first["label"], kept)
+                concept = np.searchsorted(kept, first["label"][keep])
+                pixel = np.bincount(concept, minlength=len(kept)) > 0
+                _write_concepts(out, dataset, kept, pixel)
+                out["split"] = split
+                out["image"] = np.array([dataset.image_name(i) for i in range(len(dataset))], dtype=object).astype(_STR)
+                out.create_dataset("presence", data=presence[:, kept_mask], compression="gzip", compression_opts=4)
+                _write_pairs(out, first, keep, concept, len(dataset))
+                n_excluded = int((~kept_mask).sum())
+                out.attrs.update({"mask_size": np.array(size, np.int64), "dataset_root": str(root.resolve()),
+                                  "index_fingerprint": fingerprint_file(dataset.index_path),
+                                  "n_excluded": n_excluded, "n_resized": int(first["resized"])})
+                out.attrs[COMPLETE_ATTR] = True
+        finally:
+            scratch_path.unlink(missing_ok=True)
+    log.info("concept store: %d concepts kept, %d of %d labels excluded (%d without train images, "
+             "%d without val images)", len(kept), n_excluded, len(numbers), int((n_train == 0).sum()),
+             int((n_val == 0).sum()))
+    if first["resized"]:
+        log.info("concept store: %d rows had masks other than %dx%d, resized nearest-neighbour",
+                 first["resized"], *size)
+    log.info("concept store: %d images, %d pairs -> %s", len(dataset), int(keep.sum()), path)
+    return path
+
+
+class ConceptStore:
+    """Read-only view of a concept store: small arrays eagerly, masks on demand."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with h5py.File(self.path, "r") as handle:
+            if not handle.attrs.get(COMPLETE_ATTR, False):
+                raise DatasetError(f"{self.path}: incomplete concept store")
+            concepts = handle["concepts"]
+            self.names = concepts["name"].asstr()[()]
+            self.categories = concepts["category"].asstr()[()]
+            self.all_categories = concepts["categories"].asstr()[()]
+            self.label_numbers = concepts["label_number"][()]
+            self.pixel_level = concepts["pixel_level"][()]
+            self.split = handle["split"][()]
+            self.images = handle["image"].asstr()[()]
+            self.presence = handle["presence"][()]
+            pairs = handle["pairs"]
+            self.pair_image, self.pair_concept = pairs["image"][()], pairs["concept"][()]
+            self.pair_offsets, self.pair_area = pairs["offsets"][()], pairs["area"][()]
+            self.attrs = dict(handle.attrs)
+        self.mask_size = tuple(int(v) for v in self.attrs["mask_size"])
+        self.num_images, self.num_concepts = self.presence.shape
+        self._handle: h5py.File | None = None
+        self._pid: int | None = None
+
+    @property
+    def n_train(self) -> np.ndarray:
+        """(C,) number of train images containing each concept."""
+        return self.presence[self.split == 0].sum(0)
+
+    @property
+    def n_val(self) -> np.ndarray:
+        """(C,) number of val images containing each concept."""
+        return self.presence[self.split == 1].sum(0)
+
+    def alpha(self) -> np.ndarray:
+        """(C,) 1 - mean over train images with c of the fraction of mask pixels that are c (NaN: no masks)."""
+        train = self.split[self.pair_image] == 0
+        fraction = self.pair_area[train] / float(self.mask_size[0] * self.mask_size[1])
+        sums = np.bincount(self.pair_concept[train], fraction, minlength=self.num_concepts)
+        counts = np.bincount(self.pair_concept[train], minlength=self.num_concepts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, 1.0 - sums / np.maximum(counts, 1), np.nan)
+
+    def _masks_dataset(self) -> h5py.Dataset:
+        if self._handle is None or self._pid != os.getpid():   # one handle per process (DataLoader workers)
+            self._handle, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return self._handle["pairs/masks"]
+
+    def masks(self, pair_idx: np.ndarray) -> np.ndarray:
+        """(n, sh, sw) bool masks of the given pairs (any order; contiguous runs read together)."""
+        idx = np.asarray(pair_idx, np.int64).reshape(-1)
+        sh, sw = self.mask_size
+        if idx.size == 0:
+            return np.zeros((0, sh, sw), bool)
+        unique, inverse = np.unique(idx, return_inverse=True)
+        dataset = self._masks_dataset()
+        gap = max(dataset.chunks[0], 1) if dataset.chunks else 1
+        breaks = np.flatnonzero(np.diff(unique) > gap) + 1
+        packed = []
+        for run in np.split(unique, breaks):
+            block = dataset[int(run[0]):int(run[-1]) + 1]
+            packed.append(block[run - run[0]])
+        bits = np.unpackbits(np.concatenate(packed), axis=1, count=sh * sw)
+        return bits.reshape(-1, sh, sw).astype(bool)[inverse]
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handle"], state["_pid"] = None, None
+        return state

@@ -1,0 +1,552 @@
+"""A deterministic synthetic probe set in the BRODEN on-disk format.
+
+Images are drawn from a catalogue of concepts in the six BRODEN categories:
+
+- scene images (75 %): a scene (image-level) fixes the background stuff (sky/wall above,
+  road/floor/grass/water below) and which objects appear, with scene-specific probabilities;
+- objects are assembled from named parts (car = body + window + wheel, bus = body + window +
+  door + wheel, ...; several parts are shared between objects, and `door`/`window` are both
+  objects and parts, i.e. labels of two categories). Sub-parts (hub, handle, eye, hair, ...)
+  lie on a second part plane, inside their coarse part, so part pixels carry two labels;
+- every region has a colour (11 BRODEN colours, pixel level) and most a material (pixel
+  level), rendered as a fine luminance pattern over the colour (wood grain, brick, tile ...);
+- texture images (25 %): the whole image is a two-colour pattern (striped, chequered ...),
+  labelled with that texture (image level) and its colours.
+
+Label maps are drawn at mask resolution (size/2) and the image is rendered from them at full
+resolution, so every mask pixel is exactly a 2x2 block of the image and masks are exact.
+Frequencies are long-tailed (Zipfian scenes and textures, rare objects such as kite or horse).
+Material label numbers start at 256 or above so that an 8-bit decoding bug shows.
+`concepts=N` adds procedural objects, parts, scenes and textures up to N labels (BRODEN-size
+catalogues: 60k images, 1,197 concepts). Every image is drawn from its own generator seeded by
+(seed, image index): `render(...)`/`ground_truth(...)` redraw any image's exact label maps.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+COLORS = {"black": (25, 25, 25), "blue": (40, 80, 210), "brown": (125, 75, 30), "green": (40, 165, 55),
+          "grey": (128, 128, 128), "orange": (245, 140, 20), "pink": (245, 160, 200), "purple": (135, 50, 170),
+          "red": (215, 30, 30), "white": (240, 240, 240), "yellow": (240, 220, 40)}
+MATERIALS = ("wood", "metal", "glass", "fabric", "plastic", "stone", "rubber", "paper", "fur", "brick",
+             "tile", "skin", "foliage", "ceramic", "water", "leather")
+TEXTURES = ("striped", "banded", "lined", "zigzagged", "chequered", "dotted", "polka-dotted", "grid",
+            "crosshatched", "wavy", "spiralled", "sprinkled", "blotchy")
+SCENE_IMAGE_FRACTION = 0.75
+VAL_FRACTION = 0.3
+
+# name: (region, width range (fraction of mask size), aspect h/w, colours, material,
+#        parts [(part, shape, box x0 y0 x1 y1 in the object's box, colour|None, material|None, plane)])
+_W = ("wheel", "ellipse")
+OBJECTS = {
+    "car": ("ground", (.30, .45), .55, "red blue white black yellow grey", "metal", [
+        ("body", "rect", (0, .35, 1, .8), None, None, 1), ("window", "rect", (.2, .02, .78, .38), "blue", "glass", 1),
+        (*_W, (.06, .6, .34, 1), "black", "rubber", 1), (*_W, (.66, .6, .94, 1), "black", "rubber", 1),
+        ("hub", "ellipse", (.14, .72, .26, .9), "grey", "metal", 2), ("hub", "ellipse", (.74, .72, .86, .9), "grey", "metal", 2)]),
+    "bus": ("ground", (.40, .60), .6, "yellow red white orange", "metal", [
+        ("body", "rect", (0, 0, 1, .85), None, None, 1), ("window", "rect", (.05, .1, .25, .4), "blue", "glass", 1),
+        ("window", "rect", (.3, .1, .5, .4), "blue", "glass", 1), ("window", "rect", (.55, .1, .75, .4), "blue", "glass", 1),
+        ("door", "rect", (.8, .1, .95, .85), "grey", "metal", 1), (*_W, (.08, .68, .3, 1), "black", "rubber", 1),
+        (*_W, (.62, .68, .84, 1), "black", "rubber", 1), ("hub", "ellipse", (.15, .8, .23, .92), "grey", "metal", 2)]),
+    "truck": ("ground", (.35, .50), .6, "white red green blue orange", "metal", [
+        ("body", "rect", (0, .1, .65, .8), None, None, 1), ("cabin", "rect", (.65, .3, 1, .8), None, None, 1),
+        ("window", "rect", (.72, .35, .92, .55), "blue", "glass", 1), (*_W, (.05, .68, .27, 1), "black", "rubber", 1),
+        (*_W, (.7, .68, .92, 1), "black", "rubber", 1), ("hub", "ellipse", (.76, .8, .86, .92), "grey", "metal", 2)]),
+    "bicycle": ("ground", (.20, .30), .6, "red blue black green", "metal", [
+        (*_W, (0, .45, .4, 1), "black", "rubber", 1), (*_W, (.6, .45, 1, 1), "black", "rubber", 1),
+        ("frame", "rect", (.2, .5, .8, .6), None, None, 1), ("frame", "rect", (.45, .2, .55, .75), None, None, 1),
+        ("saddle", "rect", (.3, .1, .55, .22), "black", "leather", 1)]),
+    "person": ("ground", (.10, .16), 2.2, "red blue green white yellow purple orange black", "fabric", [
+        ("head", "ellipse", (.28, 0, .72, .2), "pink", "skin", 1), ("torso", "rect", (.2, .2, .8, .6), None, None, 1),
+        ("arm", "rect", (.02, .22, .18, .56), None, None, 1), ("arm", "rect", (.82, .22, .98, .56), None, None, 1),
+        ("leg", "rect", (.24, .6, .46, 1), "blue", "fabric", 1), ("leg", "rect", (.54, .6, .76, 1), "blue", "fabric", 1),
+        ("hair", "rect", (.28, 0, .72, .07), "black", "fur", 2)]),
+    "dog": ("ground", (.18, .26), .7, "brown black white grey", "fur", [
+        ("torso", "ellipse", (.12, .25, .85, .7), None, None, 1), ("head", "ellipse", (.72, 0, 1, .42), None, None, 1),
+        ("leg", "rect", (.2, .6, .3, 1), None, None, 1), ("leg", "rect", (.65, .6, .75, 1), None, None, 1),
+        ("tail", "rect", (0, .22, .16, .32), None, None, 1), ("eye", "ellipse", (.84, .1, .94, .22), "black", None, 2)]),
+    "cat": ("ground", (.14, .20), .8, "orange grey black white", "fur", [
+        ("torso", "ellipse", (.1, .35, .75, .75), None, None, 1), ("head", "ellipse", (.58, .1, .96, .46), None, None, 1),
+        ("ear", "tri", (.6, 0, .74, .17), None, None, 1), ("ear", "tri", (.8, 0, .94, .17), None, None, 1),
+        ("leg", "rect", (.2, .65, .3, 1), None, None, 1), ("leg", "rect", (.55, .65, .65, 1), None, None, 1),
+        ("tail", "rect", (0, .3, .14, .4), None, None, 1), ("eye", "ellipse", (.7, .2, .8, .3), "green", None, 2)]),
+    "horse": ("ground", (.30, .40), .9, "brown black white", "fur", [
+        ("torso", "ellipse", (.15, .25, .8, .6), None, None, 1), ("head", "rect", (.74, 0, .98, .28), None, None, 1),
+        ("leg", "rect", (.2, .5, .28, 1), None, None, 1), ("leg", "rect", (.32, .5, .4, 1), None, None, 1),
+        ("leg", "rect", (.6, .5, .68, 1), None, None, 1), ("leg", "rect", (.72, .5, .8, 1), None, None, 1),
+        ("tail", "rect", (.02, .25, .15, .55), "black", "fur", 1)]),
+    "house": ("ground", (.30, .45), .9, "red white yellow brown", "brick", [
+        ("facade", "rect", (0, .35, 1, 1), None, None, 1), ("roof", "tri", (0, 0, 1, .36), "grey", "tile", 1),
+        ("window", "rect", (.1, .48, .34, .7), "blue", "glass", 1), ("window", "rect", (.66, .48, .9, .7), "blue", "glass", 1),
+        ("door", "rect", (.4, .58, .6, 1), "brown", "wood", 1), ("handle", "rect", (.52, .76, .58, .86), "yellow", "metal", 2)]),
+    "tree": ("ground", (.18, .30), 1.4, "green", "foliage", [
+        ("trunk", "rect", (.4, .55, .6, 1), "brown", "wood", 1), ("crown", "ellipse", (0, 0, 1, .65), "green", "foliage", 1)]),
+    "table": ("ground", (.25, .40), .6, "brown white black", "wood", [
+        ("tabletop", "rect", (0, 0, 1, .18), None, None, 1), ("leg", "rect", (.05, .18, .15, 1), None, None, 1),
+        ("leg", "rect", (.85, .18, .95, 1), None, None, 1)]),
+    "chair": ("ground", (.12, .20), 1.3, "brown red blue black", "wood", [
+        ("backrest", "rect", (0, 0, .2, .6), None, None, 1), ("seat", "rect", (0, .5, 1, .62), None, None, 1),
+        ("leg", "rect", (.02, .62, .14, 1), None, None, 1), ("leg", "rect", (.86, .62, .98, 1), None, None, 1)]),
+    "sofa": ("ground", (.35, .50), .55, "red green blue purple grey brown", "fabric", [
+        ("backrest", "rect", (.05, 0, .95, .5), None, None, 1), ("seat", "rect", (.1, .45, .9, .8), None, None, 1),
+        ("arm", "rect", (0, .25, .15, .9), None, None, 1), ("arm", "rect", (.85, .25, 1, .9), None, None, 1),
+        ("leg", "rect", (.05, .9, .14, 1), "black", "wood", 1), ("leg", "rect", (.86, .9, .95, 1), "black", "wood", 1),
+        ("cushion", "ellipse", (.15, .06, .45, .42), "white", "fabric", 2)]),
+    "lamp": ("ground", (.08, .14), 2.0, "yellow white orange", "fabric", [
+        ("shade", "trap", (0, 0, 1, .35), None, None, 1), ("pole", "rect", (.44, .35, .56, .9), "grey", "metal", 1),
+        ("base", "rect", (.2, .9, .8, 1), "grey", "metal", 1)]),
+    "bottle": ("ground", (.05, .08), 2.5, "green brown blue", "glass", [
+        ("cap", "rect", (.35, 0, .65, .1), "red", "plastic", 1), ("neck", "rect", (.35, .1, .65, .35), None, None, 1),
+        ("belly", "rect", (0, .35, 1, 1), None, None, 1), ("label", "rect", (0, .55, 1, .8), "white", "paper", 2)]),
+    "cup": ("ground", (.07, .10), .9, "white red blue yellow", "ceramic", [
+        ("belly", "rect", (0, 0, .72, 1), None, None, 1), ("handle", "ellipse", (.66, .2, 1, .7), None, None, 1)]),
+    "tv": ("ground", (.20, .30), .75, "black grey", "plastic", [
+        ("frame", "rect", (0, 0, 1, .85), None, None, 1), ("screen", "rect", (.08, .08, .92, .78), "blue", "glass", 1),
+        ("base", "rect", (.38, .85, .62, 1), None, None, 1)]),
+    "plant": ("ground", (.10, .18), 1.3, "green", "foliage", [
+        ("crown", "ellipse", (0, 0, 1, .65), "green", "foliage", 1), ("pot", "rect", (.2, .6, .8, 1), "orange", "ceramic", 1)]),
+    "boat": ("ground", (.25, .40), .9, "white red blue yellow", "wood", [
+        ("hull", "itrap", (0, .65, 1, 1), None, None, 1), ("mast", "rect", (.46, 0, .54, .65), "brown", "wood", 1),
+        ("sail", "tri", (.08, .05, .44, .62), "white", "fabric", 1)]),
+    "airplane": ("sky", (.35, .50), .35, "white grey", "metal", [
+        ("fuselage", "ellipse", (0, .3, 1, .7), None, None, 1), ("wing", "rect", (.38, 0, .58, 1), None, None, 1),
+        ("tail", "tri", (0, 0, .15, .5), None, None, 1), ("window", "rect", (.65, .4, .8, .5), "blue", "glass", 2)]),
+    "kite": ("sky", (.08, .12), 1.0, "red yellow purple pink", "fabric", [("sail", "diamond", (0, 0, 1, 1), None, None, 1)]),
+    "clock": ("wall", (.08, .12), 1.0, "white", "plastic", [
+        ("face", "ellipse", (0, 0, 1, 1), "white", "plastic", 1), ("hand", "rect", (.46, .15, .54, .52), "black", "metal", 2)]),
+    "sign": ("ground", (.08, .14), 1.6, "red blue green yellow", "metal", [
+        ("board", "rect", (0, 0, 1, .45), None, None, 1), ("pole", "rect", (.44, .45, .56, 1), "grey", "metal", 1)]),
+    "door": ("ground", (.10, .16), 2.0, "brown white", "wood", [("handle", "rect", (.74, .45, .88, .55), "yellow", "metal", 1)]),
+    "window": ("wall", (.12, .20), 1.0, "white", "wood", [
+        ("frame", "rect", (0, 0, 1, 1), "white", "wood", 1), ("pane", "rect", (.12, .12, .88, .88), "blue", "glass", 1)]),
+    "book": ("ground", (.05, .08), 1.3, "red blue green black", "paper", [("cover", "rect", (0, 0, 1, 1), None, None, 1)]),
+}
+# Background stuff: (colours, material or None).
+STUFF = {"sky": ("blue", None), "wall": ("white yellow pink", "paper"), "floor": ("brown grey", "tile"),
+         "road": ("grey black", "stone"), "grass": ("green", "foliage"), "water": ("blue", "water")}
+# Scenes in order of frequency (Zipfian): (upper stuff, lower stuff, [(object, probability, tries)]).
+SCENES = {
+    "street": ("sky", "road", [("car", .7, 2), ("bus", .3, 1), ("person", .5, 2), ("house", .5, 1), ("sign", .3, 1),
+                               ("bicycle", .2, 1), ("tree", .3, 1), ("truck", .2, 1), ("dog", .1, 1)]),
+    "kitchen": ("wall", "floor", [("table", .8, 1), ("chair", .6, 2), ("bottle", .5, 2), ("cup", .5, 2), ("clock", .1, 1),
+                                  ("window", .4, 1), ("door", .3, 1), ("cat", .1, 1)]),
+    "park": ("sky", "grass", [("tree", .8, 3), ("person", .5, 2), ("dog", .4, 1), ("bicycle", .3, 1), ("kite", .1, 1)]),
+    "living_room": ("wall", "floor", [("sofa", .8, 1), ("tv", .6, 1), ("lamp", .5, 1), ("plant", .4, 1), ("table", .3, 1),
+                                      ("cat", .2, 1), ("dog", .2, 1), ("window", .3, 1), ("book", .1, 1)]),
+    "highway": ("sky", "road", [("car", .8, 3), ("truck", .5, 2), ("bus", .2, 1), ("sign", .4, 1)]),
+    "office": ("wall", "floor", [("table", .8, 1), ("chair", .7, 2), ("tv", .6, 1), ("lamp", .4, 1), ("plant", .3, 1),
+                                 ("bottle", .2, 1), ("clock", .1, 1), ("book", .15, 1), ("person", .3, 1)]),
+    "forest": ("sky", "grass", [("tree", 1.0, 4), ("horse", .05, 1), ("dog", .1, 1)]),
+    "harbor": ("sky", "water", [("boat", .9, 2), ("airplane", .05, 1)]),
+    "airport": ("sky", "road", [("airplane", .8, 1), ("truck", .3, 1), ("bus", .3, 1), ("person", .3, 1)]),
+    "farm": ("sky", "grass", [("horse", .6, 2), ("house", .5, 1), ("tree", .4, 2), ("truck", .3, 1), ("dog", .3, 1)]),
+}
+
+
+@dataclass
+class Catalogue:
+    """All concepts of a synthetic set: label numbers, categories and drawing specifications."""
+
+    numbers: dict[str, int] = field(default_factory=dict)          # name -> global label number
+    categories: dict[str, list[str]] = field(default_factory=dict)  # name -> categories, primary first
+    objects: dict = field(default_factory=lambda: dict(OBJECTS))
+    scenes: dict = field(default_factory=lambda: {k: (u, l, list(o)) for k, (u, l, o) in SCENES.items()})
+    textures: dict = field(default_factory=lambda: {name: (name,) for name in TEXTURES})
+
+    def add(self, name: str, category: str) -> None:
+        self.categories.setdefault(name, [])
+        if category not in self.categories[name]:
+            self.categories[name].append(category)
+
+
+def build_catalogue(concepts: int | None = None, seed: int = 0) -> Catalogue:
+    """The concept catalogue; `concepts` > the built-in count adds procedural concepts up to it."""
+    cat = Catalogue()
+    if concepts is not None:
+        _extend(cat, concepts, np.random.default_rng([seed, 7]))
+    for name in COLORS:
+        cat.add(name, "color")
+    for name in list(STUFF) + list(cat.objects):
+        cat.add(name, "object")
+    for spec in cat.objects.values():
+        for part in spec[5]:
+            cat.add(part[0], "part")
+    for name in MATERIALS:
+        cat.add(name, "material")
+    for name in cat.scenes:
+        cat.add(name, "scene")
+    for name in cat.textures:
+        cat.add(name, "texture")
+    number = 1
+    for category in ("color", "object", "part", "material", "scene", "texture"):
+        if category == "material":
+            number = max(number, 256)   # pixel-level labels above 255: G channel in use
+        for name, cats in cat.categories.items():
+            if cats[0] == category:
+                cat.numbers[name] = number
+                number += 1
+    return cat
+
+
+def _base_count() -> int:
+    names = set(COLORS) | set(STUFF) | set(OBJECTS) | set(MATERIALS) | set(SCENES) | set(TEXTURES)
+    names |= {part[0] for spec in OBJECTS.values() for part in spec[5]}
+    return len(names)
+
+
+def _extend(cat: Catalogue, concepts: int, rng: np.random.Generator) -> None:
+    """Add procedural parts, objects, scenes and textures (BRODEN proportions) up to `concepts` labels."""
+    extra = concepts - _base_count()
+    if extra <= 0:
+        return
+    n_texture = max(0, round(extra * 0.04))
+    n_part = max(0, round(extra * 0.19))
+    n_scene = max(0, round(extra * 0.38))
+    n_object = extra - n_texture - n_part - n_scene
+    new_parts = [f"part_{k}" for k in range(n_part)]
+    shapes = ("rect", "ellipse", "tri", "diamond", "trap", "itrap")
+    names = list(COLORS)
+    for k in range(n_object):
+        colours = " ".join(rng.choice(names, size=2, replace=False))
+        own = new_parts[k % n_part] if n_part else "body"
+        parts = [(own, str(rng.choice(shapes)), (0, 0, 1, .7), None, None, 1),
+                 (str(rng.choice(["leg", "wheel", "base", "pole"])), "rect", (.35, .7, .65, 1), "black", "rubber", 1)]
+        material = str(rng.choice(MATERIALS))
+        cat.objects[f"object_{k}"] = ("ground", (.12, .3), float(rng.uniform(.5, 1.5)), colours, material, parts)
+    object_names = list(cat.objects)
+    for k in range(n_scene):
+        upper, lower = str(rng.choice(["sky", "wall"])), str(rng.choice(["road", "floor", "grass", "water"]))
+        chosen = rng.choice(object_names, size=min(5, len(object_names)), replace=False)
+        cat.scenes[f"scene_{k}"] = (upper, lower, [(str(o), float(rng.uniform(.2, .8)), 1) for o in chosen])
+    for k in range(n_object):  # every procedural object appears in some scene
+        scene = cat.scenes[str(rng.choice(list(cat.scenes)))]
+        scene[2].append((f"object_{k}", float(rng.uniform(.1, .5)), 1))
+    for k in range(n_texture):
+        cat.textures[f"texture_{k}"] = ("angled", float(rng.uniform(0, np.pi)), int(rng.integers(4, 12)))
+
+
+@dataclass
+class SyntheticImage:
+    """One drawn image: its split, image-level labels and label maps at mask resolution."""
+
+    name: str
+    split: str
+    scene: int | None
+    texture: int | None
+    maps: dict[str, np.ndarray]          # plane -> (m, m) int32 global label numbers (0 = none)
+    image: np.ndarray | None = None      # (2m, 2m, 3) uint8
+
+
+PLANES = {"color": ("color",), "object": ("object",), "part": ("part_1", "part_2"), "material": ("material",)}
+
+
+def _zipf(n: int, exponent: float = 1.0) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1) ** exponent
+    return weights / weights.sum()
+
+
+def _shape(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Whether normalised coordinates (u across, v down, both in [0, 1]) fall inside the shape."""
+    x, y = 2 * u - 1, 2 * v - 1
+    inside = {"rect": np.ones_like(x, bool), "ellipse": x ** 2 + y ** 2 <= 1, "tri": np.abs(x) <= v,
+              "trap": np.abs(x) <= .5 + .5 * v, "itrap": np.abs(x) <= 1 - .4 * v,
+              "diamond": np.abs(x) + np.abs(y) <= 1}[shape]
+    return inside & (u >= 0) & (u <= 1) & (v >= 0) & (v <= 1)
+
+
+def _box_mask(m: int, box: tuple[float, float, float, float]) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+    """Pixel window of a box (x0, y0, x1, y1) in mask pixels and the normalised centre coordinates."""
+    x0, y0, x1, y1 = box
+    r0, r1 = max(0, int(np.floor(y0))), min(m, int(np.ceil(y1)))
+    c0, c1 = max(0, int(np.floor(x0))), min(m, int(np.ceil(x1)))
+    if r1 <= r0 or c1 <= c0 or x1 - x0 <= 0 or y1 - y0 <= 0:
+        return None
+    v = ((np.arange(r0, r1) + .5 - y0) / (y1 - y0))[:, None]
+    u = ((np.arange(c0, c1) + .5 - x0) / (x1 - x0))[None, :]
+    return (slice(r0, r1), slice(c0, c1)), u, v
+
+
+def _draw_object(cat: Catalogue, maps: dict, name: str, box: tuple, colour: str) -> None:
+    """Draw one object instance (parts on plane 1, sub-parts on plane 2 inside them)."""
+    spec = cat.objects[name]
+    left, top, width, height = box
+    m = maps["color"].shape[0]
+    drawn = np.zeros((m, m), bool)
+    for part, shape, (bx0, by0, bx1, by1), part_colour, material, plane in sorted(spec[5], key=lambda p: p[5]):
+        window = _box_mask(m, (left + bx0 * width, top + by0 * height, left + bx1 * width, top + by1 * height))
+        if window is None:
+            continue
+        where, u, v = window
+        hit = _shape(shape, u, v)
+        if plane == 1:
+            drawn[where] |= hit
+            maps["part_1"][where][hit] = cat.numbers[part]
+            maps["part_2"][where][hit] = 0
+        else:
+            hit &= drawn[where]
+            maps["part_2"][where][hit] = cat.numbers[part]
+        maps["object"][where][hit] = cat.numbers[name]
+        maps["color"][where][hit] = cat.numbers[part_colour or colour]
+        chosen = material or spec[4]
+        maps["material"][where][hit] = cat.numbers[chosen] if chosen else 0
+
+
+def _place(rng: np.random.Generator, spec: tuple, m: int, horizon: int) -> tuple[float, float, float, float]:
+    """(left, top, width, height) of an instance: grounded ones grow towards the viewer."""
+    region, widths, aspect = spec[0], spec[1], spec[2]
+    width = rng.uniform(*widths) * m
+    if region == "ground":
+        bottom = rng.uniform(horizon + .25 * (m - horizon), m * 1.05)
+        width *= .6 + .5 * (bottom - horizon) / max(m - horizon, 1)
+        top = bottom - width * aspect
+    else:
+        top = rng.uniform(.03 * m, max(.04 * m, horizon - .9 * width * aspect))
+    left = rng.uniform(-.1 * width, m - .9 * width)
+    return left, top, width, width * aspect
+
+
+def _draw_scene(cat: Catalogue, rng: np.random.Generator, maps: dict, scene: str) -> None:
+    """Background stuff above/below a horizon, then the scene's objects, far to near."""
+    upper, lower, objects = cat.scenes[scene]
+    m = maps["color"].shape[0]
+    horizon = int(m * rng.uniform(.35, .55))
+    for stuff, rows in ((upper, slice(0, horizon)), (lower, slice(horizon, m))):
+        colours, material = STUFF[stuff]
+        maps["object"][rows] = cat.numbers[stuff]
+        maps["color"][rows] = cat.numbers[str(rng.choice(colours.split()))]
+        maps["material"][rows] = cat.numbers[material] if material else 0
+    instances = []
+    for name, probability, tries in objects:
+        for _ in range(tries):
+            if rng.random() < probability:
+                spec = cat.objects[name]
+                box = _place(rng, spec, m, horizon)
+                depth = box[1] + box[3] if spec[0] == "ground" else -1.0
+                instances.append((depth, name, box, str(rng.choice(spec[3].split()))))
+    for _, name, box, colour in sorted(instances, key=lambda item: item[0]):
+        _draw_object(cat, maps, name, box, colour)
+
+
+def _texture_pattern(spec: tuple, m: int, rng: np.random.Generator) -> np.ndarray:
+    """A two-valued pattern of the texture at mask resolution, random phase."""
+    y, x = np.mgrid[0:m, 0:m] + rng.integers(0, 12, size=2)[:, None, None]
+    kind = spec[0]
+    if kind == "angled":
+        return ((x * np.cos(spec[1]) + y * np.sin(spec[1])) // (spec[2] / 2)) % 2 == 0
+    if kind in ("sprinkled", "blotchy"):
+        cells = 1 if kind == "sprinkled" else 4
+        field_ = rng.random((m // cells + 1, m // cells + 1)) < (.12 if cells == 1 else .5)
+        return np.kron(field_, np.ones((cells, cells), bool))[:m, :m]
+    r, theta = np.hypot(y - y.mean(), x - x.mean()), np.arctan2(y - y.mean(), x - x.mean())
+    return {"striped": (y // 3) % 2 == 0, "banded": (x // 5) % 2 == 0, "lined": y % 5 == 0,
+            "zigzagged": ((y + np.abs(x % 8 - 4)) // 3) % 2 == 0, "chequered": (y // 4 + x // 4) % 2 == 0,
+            "dotted": (y % 6 - 3) ** 2 + (x % 6 - 3) ** 2 <= 2, "polka-dotted": (y % 12 - 6) ** 2 + (x % 12 - 6) ** 2 <= 12,
+            "grid": (y % 6 == 0) | (x % 6 == 0), "crosshatched": ((x + y) % 6 == 0) | ((x - y) % 6 == 0),
+            "wavy": ((y + 2 * np.sin(x / 2.5)) // 3) % 2 == 0,
+            "spiralled": np.floor(r / 2.5 + 2 * theta / np.pi) % 2 == 0}[kind]
+
+
+def _material_patterns(size: int, materials: list[str]) -> np.ndarray:
+    """(1 + len(materials), size, size) luminance factors: index 0 = no material."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    noise = np.random.default_rng(1234).random((size, size)).astype(np.float32)
+    blotch = np.kron(np.random.default_rng(99).random((size // 2 + 1, size // 2 + 1)), np.ones((2, 2)))[:size, :size]
+    table = {"wood": 1 + .18 * np.sin(2 * np.pi * (x + 3 * np.sin(y / 6)) / 5), "metal": 1.1 + .12 * np.sin(2 * np.pi * y / 3),
+             "glass": 1 + .3 * ((x + y) % 8 < 2), "fabric": 1 - .18 * ((x + y) % 2), "plastic": np.full_like(x, 1.15),
+             "stone": .8 + .4 * noise, "rubber": .8 + .6 * ((x % 4 == 0) & (y % 4 == 0)), "paper": 1 - .15 * (y % 4 == 0),
+             "fur": 1 + .18 * np.sin(2 * np.pi * (x + 2 * y) / 3), "brick": 1 - .3 * ((y % 6 == 0) | ((x + 6 * ((y // 6) % 2)) % 12 == 0)),
+             "tile": 1 - .28 * ((y % 8 == 0) | (x % 8 == 0)), "skin": 1.05 + .04 * noise, "foliage": .75 + .5 * blotch,
+             "ceramic": 1.1 + .1 * np.sin(2 * np.pi * x / 10), "water": 1 + .18 * np.sin(2 * np.pi * (y + 2 * np.sin(x / 4)) / 6),
+             "leather": .9 + .2 * noise * (x % 3 == 0)}
+    return np.stack([np.ones_like(x)] + [table[name] for name in materials]).astype(np.float32)
+
+
+_LOOKUPS: dict = {}
+
+
+def _lookups(cat: Catalogue, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour table by label number, material index by label number, material patterns."""
+    key = (id(cat), size)
+    if key not in _LOOKUPS:
+        top = max(cat.numbers.values()) + 1
+        rgb = np.zeros((top, 3), np.float32)
+        for name, value in COLORS.items():
+            rgb[cat.numbers[name]] = value
+        material_index = np.zeros(top, np.int64)
+        for k, name in enumerate(MATERIALS):
+            material_index[cat.numbers[name]] = k + 1
+        _LOOKUPS.clear()
+        _LOOKUPS[key] = (rgb, material_index, _material_patterns(size, list(MATERIALS)), cat)
+    return _LOOKUPS[key][:3]
+
+
+def _paint(cat: Catalogue, maps: dict, rng: np.random.Generator) -> np.ndarray:
+    """The RGB image (2m x 2m): region colours times material patterns, global brightness, noise."""
+    size = 2 * maps["color"].shape[0]
+    rgb, material_index, patterns = _lookups(cat, size)
+    colour = np.repeat(np.repeat(maps["color"], 2, 0), 2, 1)
+    material = np.repeat(np.repeat(material_index[maps["material"]], 2, 0), 2, 1)
+    factor = np.take_along_axis(patterns, material[None], 0)[0] * rng.uniform(.9, 1.1)
+    image = rgb[colour] * factor[..., None] + rng.normal(0, 5, (size, size, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def render(cat: Catalogue, seed: int, index: int, size: int, paint: bool = True) -> SyntheticImage:
+    """Draw image `index` of the set (deterministic in seed and index)."""
+    if size % 2 or size < 16:
+        raise ValueError(f"synthetic image size {size}: must be even and >= 16")
+    rng = np.random.default_rng([seed, index])
+    m = size // 2
+    maps = {plane: np.zeros((m, m), np.int32) for planes in PLANES.values() for plane in planes}
+    split = "val" if rng.random() < VAL_FRACTION else "train"
+    scene = texture = None
+    if rng.random() < SCENE_IMAGE_FRACTION:
+        names = list(cat.scenes)
+        name = names[rng.choice(len(names), p=_zipf(len(names)))]
+        _draw_scene(cat, rng, maps, name)
+        scene = cat.numbers[name]
+    else:
+        names = list(cat.textures)
+        name = names[rng.choice(len(names), p=_zipf(len(names), .7))]
+        first, second = rng.choice(list(COLORS), size=2, replace=False)
+        pattern = _texture_pattern(cat.textures[name], m, rng)
+        maps["color"][:] = np.where(pattern, cat.numbers[str(first)], cat.numbers[str(second)])
+        texture = cat.numbers[name]
+    image = _paint(cat, maps, rng) if paint else None
+    return SyntheticImage(f"synth_{index:06d}", split, scene, texture, maps, image)
+
+
+def ground_truth(root: str | Path, index: int) -> SyntheticImage:
+    """Redraw image `index` of a generated set (label maps only) from its synthetic.json."""
+    params = json.loads((Path(root) / "synthetic.json").read_text())
+    cat = build_catalogue(params["concepts"], params["seed"])
+    return render(cat, params["seed"], index, params["size"], paint=False)
+
+
+def _save_mask(path: Path, plane: np.ndarray) -> None:
+    """Label numbers as an RGB PNG: R = n mod 256, G = n div 256 (BRODEN encoding)."""
+    encoded = np.zeros(plane.shape + (3,), np.uint8)
+    encoded[..., 0] = plane & 255
+    encoded[..., 1] = plane >> 8
+    Image.fromarray(encoded).save(path, compress_level=1)
+
+
+def _write_image(folder: Path, drawn: SyntheticImage, size: int, tally: dict) -> dict[str, str]:
+    """Write one image and its mask planes; count label occurrences; return its index.csv row."""
+    Image.fromarray(drawn.image).save(folder / f"{drawn.name}.png", compress_level=1)
+    m = size // 2
+    row = {"image": f"{drawn.name}.png", "split": drawn.split, "ih": size, "iw": size, "sh": m, "sw": m}
+    for column, planes in PLANES.items():
+        files = []
+        for plane in planes:
+            numbers, counts = np.unique(drawn.maps[plane], return_counts=True)
+            if numbers.max() == 0:
+                continue
+            file_name = f"{drawn.name}_{plane}.png"
+            _save_mask(folder / file_name, drawn.maps[plane])
+            files.append(file_name)
+            for number, count in zip(numbers, counts):
+                if number:
+                    tally[(int(number), column)].add(drawn.name)
+                    tally["coverage"][int(number)] += count / (m * m)
+        row[column] = ";".join(files)
+    for column, number in (("scene", drawn.scene), ("texture", drawn.texture)):
+        row[column] = "" if number is None else str(number)
+        if number is not None:
+            tally[(number, column)].add(drawn.name)
+            tally["coverage"][number] += 1.0
+    return row
+
+
+def _write_csv(path: Path, header: list[str], rows: list) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _write_tables(folder: Path, cat: Catalogue, tally: dict) -> None:
+    """label.csv, category.csv and c_<category>.csv from the catalogue and the counts."""
+    labels, by_category = [], defaultdict(list)
+    for name, number in sorted(cat.numbers.items(), key=lambda item: item[1]):
+        images = set().union(*[tally[(number, c)] for c in cat.categories[name]])
+        cats = ";".join(f"{c}({len(tally[(number, c)])})" for c in cat.categories[name])
+        coverage = round(float(tally["coverage"][number]), 4)
+        labels.append([number, name, cats, len(images), coverage, ""])
+        for c in cat.categories[name]:
+            by_category[c].append([number, name, len(tally[(number, c)]), coverage])
+    _write_csv(folder / "label.csv", ["number", "name", "category", "frequency", "coverage", "syns"], labels)
+    categories = []
+    for c in ("color", "object", "part", "material", "scene", "texture"):
+        rows = [[code, *row] for code, row in enumerate(by_category[c], start=1)]
+        _write_csv(folder / f"c_{c}.csv", ["code", "number", "name", "frequency", "coverage"], rows)
+        seen = set().union(*[tally[(row[0], c)] for row in by_category[c]]) if rows else set()
+        categories.append([c, 1, len(rows), len(rows), len(seen)])
+    _write_csv(folder / "category.csv", ["name", "first", "last", "count", "frequency"], categories)
+
+
+def generate_synthetic(out: str | Path, images: int = 2000, size: int = 128, seed: int = 0,
+                       concepts: int | None = None, progress: bool = True) -> Path:
+    """Write the synthetic set to `out` (built in a temporary folder, renamed when complete).
+
+    An existing complete set with the same parameters is reused; one with other parameters is
+    an error (choose another `out`)."""
+    out = Path(out)
+    params = {"images": int(images), "size": int(size), "seed": int(seed), "concepts": concepts}
+    if (out / "index.csv").is_file():
+        found = json.loads((out / "synthetic.json").read_text()) if (out / "synthetic.json").is_file() else None
+        if found is not None and {k: found.get(k) for k in params} != params:
+            raise ValueError(f"{out}: holds a synthetic set with {found}, not {params}; choose another directory")
+        return out
+    cat = build_catalogue(concepts, seed)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    tally: dict = defaultdict(set)
+    tally["coverage"] = Counter()
+    try:
+        rows = [_write_image(tmp / "images", render(cat, seed, i, size), size, tally)
+                for i in tqdm(range(images), desc="synthetic images", disable=not progress, mininterval=1)]
+        _write_tables(tmp, cat, tally)
+        (tmp / "synthetic.json").write_text(json.dumps(params, indent=1))
+        header = ["image", "split", "ih", "iw", "sh", "sw", "color", "object", "part", "material", "scene", "texture"]
+        _write_csv(tmp / "index.csv", header, [[row[k] for k in header] for row in rows])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: python -m net2vec.data.synthetic --out DIR --images N --seed S [--size PX] [--concepts C]."""
+    parser = argparse.ArgumentParser(description="Write a synthetic probe set in BRODEN format.")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=128, help="image size in pixels (masks: half)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concepts", type=int, default=None, help="add procedural concepts up to this many labels")
+    args = parser.parse_args(argv)
+    try:
+        path = generate_synthetic(args.out, args.images, args.size, args.seed, args.concepts)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The three files a run writes (DESIGN.md): results.csv, embeddings.h5, summary.json.
+
+A :class:`ProbeOutcome` gathers what the probes of one run produced; ``write_outputs`` turns it
+into the files, and ``read_results`` / ``read_embeddings`` read them back for ``evaluate.py``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from net2vec.cache import atomic_path
+
+METRIC = {"seg": "iou", "cls": "acc"}
+PACKAGES = ("torch", "torchvision", "pytorch-lightning", "hydra-core", "torchmetrics", "h5py", "wandb")
+
+
+@dataclass
+class ProbeOutcome:
+    """Per-concept results of one run; arrays are indexed by concept (C) and filter (K)."""
+
+    task: str
+    names: np.ndarray
+    categories: np.ndarray
+    label_numbers: np.ndarray
+    n_train: np.ndarray
+    n_val: np.ndarray
+    single_filter: np.ndarray
+    single_scores: dict[str, np.ndarray]          # column name -> (C,)
+    score_val: np.ndarray                          # all filters, validation
+    weights: np.ndarray                            # (C, K)
+    bias: np.ndarray                               # (C,)
+    subsets: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # F -> score_val, weights, bias, filters
+    filter_scores: dict[str, np.ndarray] = field(default_factory=dict)       # split -> (C, K)
+    per_image: dict[str, np.ndarray] = field(default_factory=dict)           # val pairs (seg)
+
+    @property
+    def metric(self) -> str:
+        return METRIC[self.task]
+
+    @property
+    def single_val(self) -> np.ndarray:
+        return self.single_scores[f"single_{self.metric}_val"]
+
+
+def results_rows(outcome: ProbeOutcome) -> tuple[list[str], list[list]]:
+    """Header and rows of results.csv, one row per concept."""
+    metric = outcome.metric
+    header = ["concept", "category", "label_number", "n_train", "n_val", "single_filter"]
+    columns = [outcome.names, outcome.categories, outcome.label_numbers, outcome.n_train,
+               outcome.n_val, outcome.single_filter]
+    for name, values in outcome.single_scores.items():
+        header.append(name)
+        columns.append(values)
+    header.append(f"{metric}_val")
+    columns.append(outcome.score_val)
+    for size in sorted(outcome.subsets):
+        header.append(f"{metric}_val_F{size}")
+        columns.append(outcome.subsets[size]["score_val"])
+    rows = [[_plain(column[i]) for column in columns] for i in range(len(outcome.names))]
+    return header, rows
+
+
+def _plain(value):
+    if isinstance(value, (np.floating, float)):
+        return f"{float(value):.6g}"
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def write_results_csv(outcome: ProbeOutcome, path: Path) -> None:
+    header, rows = results_rows(outcome)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_embeddings(outcome: ProbeOutcome, path: Path, attrs: dict) -> None:
+    """embeddings.h5: the all-filter concept vectors, every subset's, and the per-filter scores."""
+    text = h5py.string_dtype()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5["weights"] = outcome.weights.astype(np.float32)
+        h5["bias"] = outcome.bias.astype(np.float32)
+        h5.create_dataset("concepts", data=[str(n) for n in outcome.names], dtype=text)
+        h5.create_dataset("categories", data=[str(c) for c in outcome.categories], dtype=text)
+        h5["label_numbers"] = outcome.label_numbers.astype(np.int64)
+        for size, parts in outcome.subsets.items():
+            group = h5.create_group(f"subsets/F{size}")
+            for key in ("weights", "bias", "filters", "score_val"):
+                group[key] = parts[key]
+        for split, scores in outcome.filter_scores.items():
+            h5[f"filter_scores/{split}"] = scores.astype(np.float32)
+        for key, values in outcome.per_image.items():
+            h5[f"per_image/{key}"] = values
+        for key, value in attrs.items():
+            h5.attrs[key] = "" if value is None else value
+
+
+def category_means(outcome: ProbeOutcome) -> dict[str, dict[str, float]]:
+    """Mean validation score per concept category: single filter, all filters, each F."""
+    series = {"single": outcome.single_val, "all": outcome.score_val}
+    series.update({f"F{size}": parts["score_val"] for size, parts in sorted(outcome.subsets.items())})
+    table: dict[str, dict[str, float]] = {}
+    for category in sorted(set(outcome.categories.tolist())) + ["all"]:
+        chosen = np.ones(len(outcome.names), bool) if category == "all" else outcome.categories == category
+        table[category] = {name: float(np.mean(values[chosen])) for name, values in series.items()}
+        table[category]["n"] = int(chosen.sum())
+    return table
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def build_summary(outcome: ProbeOutcome, config: dict, timings: dict, stores: dict) -> dict:
+    better = outcome.score_val >= outcome.single_val
+    return {
+        "config": config,
+        "task": outcome.task,
+        "counts": {"concepts": int(len(outcome.names)), "filters": int(outcome.weights.shape[1]),
+                   "train_images_max": int(outcome.n_train.max(initial=0)),
+                   "val_images_max": int(outcome.n_val.max(initial=0))},
+        "mean_by_category": category_means(outcome),
+        "percent_all_ge_single": float(100.0 * better.mean()) if len(better) else float("nan"),
+        "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
+        "versions": package_versions(),
+        "stores": stores,
+    }
+
+
+def write_outputs(outcome: ProbeOutcome, run_dir: Path, config: dict, timings: dict,
+                  stores: dict, attrs: dict) -> dict:
+    """Write results.csv, embeddings.h5 and summary.json into ``run_dir``; return the summary."""
+    run_dir = Path(run_dir)
+    write_results_csv(outcome, run_dir / "results.csv")
+    write_embeddings(outcome, run_dir / "embeddings.h5", attrs)
+    summary = build_summary(outcome, config, timings, stores)
+    with atomic_path(run_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def format_summary_table(summary: dict) -> str:
+    """A short text table: mean score by category, single filter vs all filters."""
+    metric = "set IoU" if summary["task"] == "seg" else "balanced accuracy"
+    lines = [f"mean val {metric} by category", f"{'category':<12}{'n':>6}{'single':>10}{'all':>10}"]
+    for category, row in summary["mean_by_category"].items():
+        lines.append(f"{category:<12}{row['n']:>6}{row['single']:>10.3f}{row['all']:>10.3f}")
+    lines.append(f"concepts with all filters >= single filter: {summary['percent_all_ge_single']:.1f} %")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Probes: single filter, NetDissect, learned concept weights (all filters and top-F subsets)."""

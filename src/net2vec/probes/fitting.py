@@ -1,0 +1,74 @@
+"""Fitting a probe module with Lightning, resumable, with the all-filter probe cached on disk.
+
+The all-filter probe of a (stores, task settings, seed) is trained once and kept under
+``<cache_dir>/probes/``; every later run that needs it (a sweep over F, a rerun) loads it.
+A run's own fits checkpoint into ``<run_dir>/checkpoints/<name>/last.ckpt`` and resume from it.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from net2vec.cache import atomic_path, file_lock, fingerprint_json
+
+log = logging.getLogger(__name__)
+
+
+def build_trainer(cfg: DictConfig, logger, checkpoint_dir: Path | None) -> pl.Trainer:
+    """A Trainer from the `trainer` config group; checkpoints the last epoch when asked."""
+    callbacks = []
+    if checkpoint_dir is not None:
+        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0,
+                                         enable_version_counter=False))
+    return hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False,
+                                   callbacks=callbacks, enable_checkpointing=checkpoint_dir is not None)
+
+
+def fit(cfg: DictConfig, module: pl.LightningModule, datamodule, logger, checkpoint_dir: Path | None):
+    """Train ``module`` (resuming from ``checkpoint_dir/last.ckpt``), then validate the final weights."""
+    trainer = build_trainer(cfg, logger, checkpoint_dir)
+    last = checkpoint_dir / "last.ckpt" if checkpoint_dir is not None else None
+    resume = str(last) if last is not None and last.exists() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    return trainer
+
+
+def validate(cfg: DictConfig, module: pl.LightningModule, datamodule) -> None:
+    """One validation pass (for a probe loaded from cache)."""
+    build_trainer(cfg, None, None).validate(module, datamodule=datamodule, verbose=False)
+
+
+def probe_cache_path(cfg: DictConfig, stores: dict) -> Path:
+    """Where the all-filter probe of these stores, task settings and seed is cached."""
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    task.pop("default_subsets", None)
+    key = fingerprint_json({"stores": stores, "task": task, "seed": cfg.seed,
+                            "trainer": {"max_epochs": cfg.trainer.max_epochs}})
+    name = f"{cfg.network.name}-{cfg.layer}-{cfg.task.name}-{key}.pt"
+    return Path(cfg.paths.cache_dir) / "probes" / name
+
+
+def fit_all_filter_probe(cfg: DictConfig, module: pl.LightningModule, datamodule, logger,
+                         run_dir: Path, stores: dict) -> pl.LightningModule:
+    """Train the all-filter probe, or load it from the cache; validated either way."""
+    path = probe_cache_path(cfg, stores)
+    with file_lock(path):
+        if path.exists():
+            log.info("all-filter probe from cache %s", path)
+            module.load_state_dict(torch.load(path, map_location="cpu"))
+            validate(cfg, module, datamodule)
+            return module
+        trainer = fit(cfg, module, datamodule, logger, run_dir / "checkpoints" / "all_filters")
+        if trainer.is_global_zero:
+            with atomic_path(path) as tmp:
+                torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+    return module

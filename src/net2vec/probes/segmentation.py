@@ -1,0 +1,189 @@
+"""Learned concept weights for segmentation (PROTOCOL §3), batched over concepts and heads.
+
+One weight tensor (S, C, K): head 0 uses all K filters, head s ≥ 1 only the filters that its
+fixed (S, C, K) ``mask`` allows (top-F subsets). For every (image, concept) pair p in a batch
+and every head s, the logit map is computed at layer resolution,
+
+    Z_sp = Σ_k w[s, c_p, k] · maps[i_p, k]      (h × w; never an N × C full-resolution tensor)
+
+then upsampled by two matmuls to sh × sw; M = σ(S(Z)). The paper's loss
+−Σ_pixels [α M L + (1−α)(1−M)(1−L)] equals −Σ_pixels M · (L − (1−α)) + const, so the hot path
+is one sigmoid and one product with a per-pair coefficient map. Each pair's loss is divided by
+the reference batch size (64), so every concept gets, per epoch, the summed gradient of
+one-concept-at-a-time training. Prediction: M > 0.5, i.e. logit > 0.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from net2vec.metrics.iou import PerImageIoU, SetIoU
+from net2vec.probes.single_filter import pair_slots
+from net2vec.probes.upsample import upsampling_matrices
+
+LOSSES = ("paper", "bce")
+
+
+def init_weights(num_concepts: int, num_filters: int, seed: int) -> torch.Tensor:
+    """(C, K) float32 drawn from U(−1/√K, 1/√K) with a seeded generator."""
+    generator = torch.Generator().manual_seed(int(seed))
+    bound = 1.0 / math.sqrt(num_filters)
+    return (torch.rand(num_concepts, num_filters, generator=generator) * 2 - 1) * bound
+
+
+def pair_maps(weights: torch.Tensor, maps: torch.Tensor, pair_image: torch.Tensor,
+              pair_concept: torch.Tensor) -> torch.Tensor:
+    """Z[s, p] = Σ_k weights[s, c_p, k] · maps[i_p, k]: (S, P, h, w), one bmm over images."""
+    heads = weights.shape[0]
+    n, num_filters, h, w = maps.shape
+    slot, width = pair_slots(pair_image, n)
+    padded = weights.new_zeros(n, width, heads, num_filters)
+    padded = padded.index_put((pair_image, slot), weights[:, pair_concept].transpose(0, 1))
+    z = torch.bmm(padded.view(n, width * heads, num_filters), maps.view(n, num_filters, h * w))
+    return z.view(n, width, heads, h, w)[pair_image, slot].transpose(0, 1)
+
+
+def upsample_rows(z: torch.Tensor, mask_size: tuple[int, int], align_corners: bool):
+    """First half of U_h Z U_wᵀ for (S, P, h, w) logits, as one GEMM: rows (S·P·sh, w) and U_wᵀ."""
+    heads, pairs, h, w = z.shape
+    u_h, u_w_t = upsampling_matrices(mask_size, (h, w), align_corners, z.dtype, z.device)
+    rows = u_h @ z.permute(2, 0, 1, 3).reshape(h, -1)                               # (sh, S·P·w)
+    return rows.view(mask_size[0], heads * pairs, w).transpose(0, 1).reshape(-1, w), u_w_t
+
+
+class PaperLoss(torch.autograd.Function):
+    """−Σ σ(rows · U_wᵀ) · coef over heads, pairs and pixels, fused to spare full-size passes.
+
+    Forward: one GEMM into the (S, P, sh, sw) buffer, an in-place sigmoid, one dot per head.
+    Backward: one fused σ' · coef pass and one GEMM back to layer-width rows, where the
+    incoming scalar gradient is applied to the small tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, rows, u_w_t, coef, heads):
+        prob = (rows @ u_w_t).view(heads, *coef.shape).sigmoid_()
+        flat = coef.reshape(-1)
+        total = sum(torch.dot(prob[s].reshape(-1), flat) for s in range(heads))
+        ctx.save_for_backward(prob, u_w_t, coef)
+        return -total
+
+    @staticmethod
+    def backward(ctx, grad):
+        prob, u_w_t, coef = ctx.saved_tensors
+        slope = torch.ops.aten.sigmoid_backward(coef.expand_as(prob), prob)   # σ(1−σ)·coef
+        return (slope.view(-1, u_w_t.shape[1]) @ u_w_t.t()).mul_(-grad), None, None, None
+
+
+class SegmentationProbe(pl.LightningModule):
+    """Concept weights (S, C, K) trained on thresholded maps; see the module docstring.
+
+    Heads: the all-filter probe first (unless ``all_filters_head=False``), then one per subset F.
+    """
+
+    def __init__(self, num_concepts: int, num_filters: int, alpha, mask=None, subsets=(),
+                 loss: str = "paper", bias: bool = False, align_corners: bool = True,
+                 ref_batch_size: int = 64, optimizer=None, scheduler=None, seed: int = 0,
+                 initial_weights=None, all_filters_head: bool = True) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r}: expected one of {LOSSES}")
+        mask = torch.ones(1, num_concepts, num_filters) if mask is None else torch.as_tensor(mask).float()
+        heads = int(all_filters_head) + len(subsets)
+        if mask.shape[1:] != (num_concepts, num_filters) or mask.shape[0] != heads:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match "
+                             f"({heads} heads, C={num_concepts}, K={num_filters})")
+        self.save_hyperparameters(ignore=["alpha", "mask", "optimizer", "scheduler", "initial_weights"])
+        self.heads = mask.shape[0]
+        start = init_weights(num_concepts, num_filters, seed) if initial_weights is None \
+            else torch.as_tensor(initial_weights, dtype=torch.float32)
+        self.weight = torch.nn.Parameter(start.expand(self.heads, num_concepts, num_filters).clone())
+        self.bias = torch.nn.Parameter(torch.zeros(self.heads, num_concepts)) if bias else None
+        self.register_buffer("mask", mask)
+        self.register_buffer("alpha", torch.as_tensor(np.asarray(alpha), dtype=torch.float32))
+        self.optimizer_factory = optimizer or functools.partial(torch.optim.SGD, lr=1e-4, momentum=0.9)
+        self.scheduler_factory = scheduler
+        self.set_iou = SetIoU(self.heads * num_concepts)
+        self.per_image = PerImageIoU()
+        self.val_iou = self.val_union = None
+        self.val_per_image: dict[str, np.ndarray] = {}
+
+    def effective_weights(self) -> torch.Tensor:
+        """(S, C, K) weights with the filters outside each head's subset zeroed."""
+        return self.weight * self.mask
+
+    def layer_logits(self, batch: dict) -> torch.Tensor:
+        """Z of every head for every pair at layer resolution (S, P, h, w), bias included."""
+        pair_image, pair_concept = batch["pair_image"].long(), batch["pair_concept"].long()
+        z = pair_maps(self.effective_weights(), batch["maps"].float(), pair_image, pair_concept)
+        if self.bias is not None:  # rows of U sum to 1: a bias before upsampling is the same after
+            z = z + self.bias[:, pair_concept, None, None]
+        return z
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """Logits S(Z) of every head for every pair: (S, P, sh, sw)."""
+        masks = batch["masks"]
+        rows, u_w_t = upsample_rows(self.layer_logits(batch), tuple(masks.shape[-2:]), self.hparams.align_corners)
+        return (rows @ u_w_t).view(self.heads, *masks.shape)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Summed per-pair loss of all heads divided by the reference batch size."""
+        masks = batch["masks"].float()
+        if masks.shape[0] == 0:  # no pairs in this batch: nothing to learn, keep the graph
+            return self.weight.sum() * 0.0
+        beta = 1.0 - self.alpha[batch["pair_concept"].long()]            # 1 − α per pair
+        if self.hparams.loss == "paper":
+            rows, u_w_t = upsample_rows(self.layer_logits(batch), tuple(masks.shape[-2:]),
+                                        self.hparams.align_corners)
+            pixels = masks.shape[1] * masks.shape[2]
+            const = (beta * (pixels - masks.sum((1, 2)))).sum() * self.heads  # Σ(1−α)(1−L)
+            total = PaperLoss.apply(rows, u_w_t, masks - beta[:, None, None], self.heads) - const
+        else:
+            logits = self(batch)
+            weight = torch.where(masks > 0.5, 1.0 - beta[:, None, None], beta[:, None, None])
+            total = F.binary_cross_entropy_with_logits(
+                logits, masks.expand_as(logits), weight.expand_as(logits), reduction="sum")
+        return total / self.hparams.ref_batch_size
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["image_index"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if len(batch["pair_concept"]) == 0:
+            return
+        logits = self(batch)
+        pred = logits > 0                                                  # σ > 0.5
+        target = batch["masks"] > 0.5
+        concept = batch["pair_concept"].long()
+        num_concepts = self.hparams.num_concepts
+        index = (torch.arange(self.heads, device=concept.device)[:, None] * num_concepts + concept).flatten()
+        self.set_iou.update(pred.flatten(0, 1), target.expand_as(pred).flatten(0, 1), index)
+        image = batch["image_index"].long()[batch["pair_image"].long()]
+        self.per_image.update(pred[0], target, concept, image)
+
+    def on_validation_epoch_end(self) -> None:
+        shape = (self.heads, self.hparams.num_concepts)
+        iou = self.set_iou.compute().view(shape).float()
+        union = self.set_iou.union.view(shape)
+        self.val_iou, self.val_union = iou.cpu().numpy(), union.cpu().numpy()
+        self.val_per_image = {k: v.cpu().numpy() for k, v in self.per_image.compute().items()}
+        self.set_iou.reset()
+        self.per_image.reset()
+        names = ["val/mean_iou"] if self.hparams.all_filters_head else []
+        names += [f"val/mean_iou_F{size}" for size in self.hparams.subsets]
+        for head, name in enumerate(names):
+            seen = union[head] > 0
+            if bool(seen.any()):
+                self.log(name, iou[head][seen].mean())
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
