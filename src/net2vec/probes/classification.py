@@ -109,7 +109,9 @@ class ClassificationProbe(pl.LightningModule):
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """(S, n, C) logits b + Σ_k w_k x_k of every head for (n, K) pooled features."""
-        return torch.matmul(features.float(), self.effective_weights().transpose(1, 2)) + self.bias[:, None, :]
+        weights = self.effective_weights()
+        flat = features.float() @ weights.reshape(-1, weights.shape[2]).t()              # one GEMM: (n, S·C)
+        return flat.view(-1, *weights.shape[:2]).transpose(0, 1) + self.bias[:, None, :]
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.logits(batch["features"])

@@ -47,14 +47,23 @@ def validate(cfg: DictConfig, module: pl.LightningModule, datamodule) -> None:
     build_trainer(cfg, None, None).validate(module, datamodule=datamodule, verbose=False)
 
 
-def probe_cache_path(cfg: DictConfig, stores: dict) -> Path:
-    """Where the all-filter probe of these stores, task settings and seed is cached."""
+def probe_key(cfg: DictConfig, stores: dict, **extra) -> str:
+    """Fingerprint of everything a trained probe depends on: stores, task settings, seed, extras."""
     task = OmegaConf.to_container(cfg.task, resolve=True)
     task.pop("default_subsets", None)
-    key = fingerprint_json({"stores": stores, "task": task, "seed": cfg.seed,
-                            "trainer": {"max_epochs": cfg.trainer.max_epochs}})
-    name = f"{cfg.network.name}-{cfg.layer}-{cfg.task.name}-{key}.pt"
+    return fingerprint_json({"stores": stores, "task": task, "seed": cfg.seed,
+                             "trainer": {"max_epochs": cfg.trainer.max_epochs}, **extra})
+
+
+def probe_cache_path(cfg: DictConfig, stores: dict) -> Path:
+    """Where the all-filter probe of these stores, task settings and seed is cached."""
+    name = f"{cfg.network.name}-{cfg.layer}-{cfg.task.name}-{probe_key(cfg, stores)}.pt"
     return Path(cfg.paths.cache_dir) / "probes" / name
+
+
+def checkpoint_dir(cfg: DictConfig, run_dir: Path, name: str, stores: dict, **extra) -> Path:
+    """A fit's checkpoint folder in the run directory, keyed so a changed config never resumes it."""
+    return run_dir / "checkpoints" / f"{name}-{probe_key(cfg, stores, **extra)}"
 
 
 def fit_all_filter_probe(cfg: DictConfig, module: pl.LightningModule, datamodule, logger,
@@ -67,7 +76,7 @@ def fit_all_filter_probe(cfg: DictConfig, module: pl.LightningModule, datamodule
             module.load_state_dict(torch.load(path, map_location="cpu"))
             validate(cfg, module, datamodule)
             return module
-        trainer = fit(cfg, module, datamodule, logger, run_dir / "checkpoints" / "all_filters")
+        trainer = fit(cfg, module, datamodule, logger, checkpoint_dir(cfg, run_dir, "all_filters", stores))
         if trainer.is_global_zero:
             with atomic_path(path) as tmp:
                 torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from net2vec.config import check_subsets
 from net2vec.data.datamodules import SegmentationDataModule
 from net2vec.outputs import ProbeOutcome
-from net2vec.probes.fitting import fit, fit_all_filter_probe
+from net2vec.probes.fitting import checkpoint_dir, fit, fit_all_filter_probe
 from net2vec.probes.segmentation import SegmentationProbe
 from net2vec.probes.single_filter import single_filter_seg
 from net2vec.probes.subsets import subset_masks, top_filters
@@ -69,7 +69,8 @@ def run_segmentation(cfg: DictConfig, concepts, activations, logger, timer, run_
         with timer("probe_subsets"):
             masks = subset_masks(weights, subsets)[1:]
             subset_probe = seg_module(cfg, concepts, num_filters, subsets, mask=masks)
-            fit(cfg, subset_probe, datamodule, logger, run_dir / "checkpoints" / "subsets")
+            fit(cfg, subset_probe, datamodule, logger,
+                checkpoint_dir(cfg, run_dir, "subsets", stores, subsets=subsets))
         parts = subset_parts(subset_probe, weights, subsets, subset_probe.val_iou)
     return seg_outcome(concepts, single, probe, weights, parts)
 

@@ -1,0 +1,29 @@
+"""Shared fixtures: compose the Hydra config once per test, CPU, tiny data, tmp paths."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+TINY = ["data.images=80", "data.size=64", "task.epochs=3", "logger=none",
+        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
+
+
+def compose_config(workdir: Path, *overrides: str, cache: Path | None = None):
+    """The run config for `overrides`, with data, cache and run directory under `workdir`."""
+    paths = [f"paths.root_dir={workdir}", f"paths.data_dir={workdir}/data",
+             f"paths.cache_dir={cache or workdir / 'cache'}", f"paths.output_dir={workdir}/run"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[*paths, *TINY, *overrides])
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache (datasets, stores, probes) shared by the pipeline tests of a session."""
+    return tmp_path_factory.mktemp("shared")
