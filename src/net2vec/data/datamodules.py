@@ -26,6 +26,26 @@ MEMORY_BUDGET = 2 << 30  # bytes that in_memory='auto' may spend on maps and mas
 READ_CHUNK = 256         # images (or pairs × 16) read from a store at a time when loading
 
 
+class EpochShuffle(torch.utils.data.Sampler):
+    """A permutation of range(n) drawn from (seed, epoch), so a resumed fit sees the same order.
+
+    Lightning calls ``set_epoch`` at the start of every training epoch (also after a resume).
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist())
+
+
 class SegmentationDataModule(pl.LightningDataModule):
     """Train: train images with ≥ 1 pixel-level concept, shuffled (seeded); val: val images."""
 
@@ -104,8 +124,8 @@ class SegmentationDataModule(pl.LightningDataModule):
                 "masks": self._read_masks(pair_idx), "image_index": torch.from_numpy(rows).long()}
 
     def _loader(self, rows: np.ndarray, shuffle: bool, raw: bool = False) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(rows.tolist(), batch_size=self.batch_size, shuffle=shuffle, generator=generator,
+        sampler = EpochShuffle(len(rows), self.seed) if shuffle else None
+        return DataLoader(rows.tolist(), batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           collate_fn=functools.partial(self.collate, raw=raw))
 

@@ -7,6 +7,7 @@ A run's own fits checkpoint into ``<run_dir>/checkpoints/<name>/last.ckpt`` and 
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import hydra
@@ -24,7 +25,9 @@ def build_trainer(cfg: DictConfig, logger, checkpoint_dir: Path | None) -> pl.Tr
     """A Trainer from the `trainer` config group; checkpoints the last epoch when asked."""
     callbacks = []
     if checkpoint_dir is not None:
-        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0,
+        # save_top_k=1 without a monitor keeps the latest epoch; named last.ckpt (PL 2.6 writes
+        # save_last only after a top-k save, so save_top_k=0 + save_last=True never wrote it)
+        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1,
                                          enable_version_counter=False))
     return hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False,
                                    callbacks=callbacks, enable_checkpointing=checkpoint_dir is not None)
@@ -71,9 +74,16 @@ def fit_all_filter_probe(cfg: DictConfig, module: pl.LightningModule, datamodule
     """Train the all-filter probe, or load it from the cache; validated either way."""
     path = probe_cache_path(cfg, stores)
     with file_lock(path):
+        state = None
         if path.exists():
+            try:
+                state = torch.load(path, map_location="cpu")
+            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+                log.warning("all-filter probe cache %s is unreadable (%s); retraining", path, error)
+                path.unlink()
+        if state is not None:
             log.info("all-filter probe from cache %s", path)
-            module.load_state_dict(torch.load(path, map_location="cpu"))
+            module.load_state_dict(state)
             validate(cfg, module, datamodule)
             return module
         trainer = fit(cfg, module, datamodule, logger, checkpoint_dir(cfg, run_dir, "all_filters", stores))

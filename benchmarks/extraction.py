@@ -1,0 +1,84 @@
+"""Activation extraction into the store (with exact thresholds) vs the bare forward pass.
+
+Network: synthnet (or alexnet) with random weights, on the synthetic probe set. Three timings:
+
+* store: ``prepare_activation_store`` from scratch (image decoding, Lightning predict loop,
+  HDF5 writes, pooled means, exact streaming top-τ thresholds);
+* forward+load: the same DataLoader over the same images (decoding included) and the same
+  ``LayerExtractor`` forward, results discarded;
+* forward only: the same forward on images already decoded into memory.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from omegaconf import open_dict
+
+from common import Clock, compose, emit, machine, parser, setup, synthetic_overrides
+
+
+def bare_passes(cfg, concepts, batch_size: int) -> tuple[float, float]:
+    """(seconds of forward+load, seconds of forward on preloaded images)."""
+    from torch.utils.data import DataLoader
+
+    from net2vec.features.extract import ProbeImages, normalise
+    from net2vec.features.networks import LayerExtractor, build_network, resolve_layer
+
+    net = cfg.network
+    images = ProbeImages(concepts.attrs["dataset_root"], concepts.images, int(net.input_size))
+    extractor = LayerExtractor(build_network(net), resolve_layer(net, str(cfg.layer)))
+    loader = DataLoader(images, batch_size=batch_size, shuffle=False)
+    with torch.inference_mode(), Clock() as with_load:
+        for _, batch in loader:
+            extractor(normalise(batch))
+    preloaded = [batch for _, batch in loader]
+    with torch.inference_mode(), Clock() as forward:
+        for batch in preloaded:
+            extractor(normalise(batch))
+    return with_load.seconds, forward.seconds
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--network", default="synthnet", choices=["synthnet", "alexnet"])
+    p.add_argument("--images", type=int, default=None)
+    p.add_argument("--size", type=int, default=128)
+    args = p.parse_args()
+    setup(args)
+    images = args.images or (120 if args.small else 600)
+    overrides = [f"network={args.network}", "network.weights=null", f"network.input_size={args.size}",
+                 "data=synthetic", *synthetic_overrides(images, args.size, None)]
+    cfg = compose(args.work, *overrides)
+    from net2vec.data import ensure_dataset
+    from net2vec.data.concept_store import prepare_concept_store
+    from net2vec.features.extract import prepare_activation_store
+
+    concepts = prepare_concept_store(ensure_dataset(cfg.data), Path(cfg.paths.cache_dir), progress=False)
+    with open_dict(cfg):
+        cfg.features.progress = False
+    shutil.rmtree(Path(cfg.paths.cache_dir) / "activations", ignore_errors=True)   # time a fresh build
+    bare_passes(cfg, concepts, int(cfg.features.batch_size))                        # warm-up (page cache, allocator)
+    with Clock() as store_clock:
+        acts = prepare_activation_store(cfg, concepts)
+    load_s, forward_s = bare_passes(cfg, concepts, int(cfg.features.batch_size))
+    n = concepts.num_images
+    ratio = store_clock.seconds / load_s
+    record = {"machine": machine(), "network": args.network, "layer": str(cfg.layer), "images": n,
+              "input_size": args.size, "filters": acts.num_filters, "map_size": list(acts.map_size),
+              "store_images_per_s": round(n / store_clock.seconds, 1),
+              "forward_with_loading_images_per_s": round(n / load_s, 1),
+              "forward_only_images_per_s": round(n / forward_s, 1),
+              "ratio_vs_forward_with_loading": round(ratio, 3),
+              "ratio_vs_forward_only": round(store_clock.seconds / forward_s, 3),
+              "targets": {"ratio<=1.3": bool(ratio <= 1.3)}}
+    emit("extraction", record, [
+        f"{args.network} {cfg.layer} random weights, {n} images at {args.size} px -> "
+        f"{acts.num_filters}x{acts.map_size[0]}x{acts.map_size[1]}",
+        f"store {n / store_clock.seconds:.1f} img/s vs forward+load {n / load_s:.1f} img/s "
+        f"(ratio {ratio:.2f}x) vs forward only {n / forward_s:.1f} img/s"])
+
+
+if __name__ == "__main__":
+    main()

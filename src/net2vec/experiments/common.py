@@ -1,0 +1,169 @@
+"""Shared pieces of the Network Dissection follow-up experiments.
+
+`dissect` runs NetDissect (``net2vec.probes.netdissect``) over any *activation source*: the
+activation store itself or a `TransformedActivations` view of it (a rotation of the filter
+space, say), with its own thresholds. A source needs ``num_images``, ``num_filters``,
+``map_size``, ``activations(idx)`` and ``thresholded(idx)``, which is all that
+`SegmentationDataModule` reads, so the learned all-filter probe can be trained on a view too.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from net2vec.data.datamodules import READ_CHUNK, SegmentationDataModule
+from net2vec.features.thresholds import TopQuantile
+from net2vec.probes.netdissect import DETECTOR_IOU, NetDissectResult, netdissect
+
+log = logging.getLogger(__name__)
+
+
+class ExperimentError(ValueError):
+    """A bad experiment setting (one line)."""
+
+
+class TransformedActivations:
+    """A view of an activation store whose maps pass through ``transform`` (n, K, h, w) -> (n, K', h, w).
+
+    Thresholds default to the exact top-τ quantile of the *transformed* values over all images.
+    """
+
+    def __init__(self, store, transform: Callable[[np.ndarray], np.ndarray], quantile: float,
+                 thresholds: np.ndarray | None = None) -> None:
+        self.store, self.transform, self.quantile = store, transform, float(quantile)
+        self.num_images, self.map_size = store.num_images, store.map_size
+        self.num_filters = int(transform(store.activations([0])).shape[1])
+        self.thresholds = compute_thresholds(self, self.quantile) if thresholds is None \
+            else np.asarray(thresholds, np.float32)
+
+    def activations(self, idx) -> np.ndarray:
+        return np.asarray(self.transform(self.store.activations(idx)), np.float32)
+
+    def thresholded(self, idx) -> np.ndarray:
+        return self.activations(idx) > self.thresholds[None, :, None, None]
+
+
+def compute_thresholds(source, quantile: float, chunk: int = READ_CHUNK) -> np.ndarray:
+    """(K,) exact top-τ thresholds of a source's activations over all its images."""
+    h, w = source.map_size
+    top = TopQuantile(source.num_filters, source.num_images * h * w, quantile)
+    for start in range(0, source.num_images, chunk):
+        top.update(torch.from_numpy(source.activations(np.arange(start, min(start + chunk, source.num_images)))))
+    return top.compute().cpu().numpy().astype(np.float32)
+
+
+def at_quantile(store, quantile: float):
+    """The store itself when its thresholds are at τ = `quantile`, else a view thresholded at τ."""
+    if abs(float(getattr(store, "quantile", -1.0)) - float(quantile)) < 1e-12:
+        return store
+    return TransformedActivations(store, lambda acts: acts, quantile)
+
+
+def dissect_kwargs(cfg) -> dict:
+    """NetDissect settings of ``experiments.dissect`` (batch size, align_corners, detector IoU)."""
+    section = (cfg.get("experiments") or {}).get("dissect") or {}
+    return {"batch_size": int(section.get("batch_size", 64)),
+            "align_corners": bool(section.get("align_corners", False)),
+            "detector_iou": float(section.get("detector_iou", DETECTOR_IOU))}
+
+
+def category_codes(concepts) -> tuple[np.ndarray, list[str]]:
+    """(C,) integer code of each concept's primary category and the category names by code."""
+    names, codes = np.unique(np.asarray(concepts.categories).astype(str), return_inverse=True)
+    return codes.astype(np.int64), [str(n) for n in names]
+
+
+def dissect(concepts, source, thresholds: np.ndarray | None = None, batch_size: int = 64,
+            align_corners: bool = False, detector_iou: float = DETECTOR_IOU,
+            batch_transform: Callable[[dict], dict] | None = None) -> NetDissectResult:
+    """NetDissect of one layer over both splits (thresholds: the source's unless given).
+
+    ``batch_transform`` may rewrite each raw batch (e.g. move the concept masks with the image).
+    """
+    datamodule = SegmentationDataModule(concepts, source, batch_size=batch_size, in_memory=False)
+    batches = datamodule.probe_dataloader(raw=True)
+    if batch_transform is not None:
+        batches = map(batch_transform, batches)
+    codes, _ = category_codes(concepts)
+    return netdissect(batches, source.thresholds if thresholds is None else thresholds, codes,
+                      concepts.mask_size, align_corners=align_corners, detector_iou=detector_iou)
+
+
+def detector_counts(result: NetDissectResult, concepts) -> dict[str, int]:
+    """Unique concept detectors per category name (every category present), plus totals."""
+    codes, names = category_codes(concepts)
+    by_code = result.unique_detectors(codes)
+    counts = {name: by_code.get(code, 0) for code, name in enumerate(names)
+              if np.asarray(concepts.pixel_level)[codes == code].any()}
+    counts["unique"] = sum(by_code.values())
+    counts["detectors"] = int(result.detector.sum())
+    return counts
+
+
+@dataclass
+class Table:
+    """A CSV table: header and rows."""
+
+    header: list[str]
+    rows: list[list]
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.header)
+            writer.writerows([[_fmt(v) for v in row] for row in self.rows])
+        return path
+
+    def column(self, name: str) -> list:
+        return [row[self.header.index(name)] for row in self.rows]
+
+
+def _fmt(value):
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    return value
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure to PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def load_model(cfg, data_root) -> torch.nn.Module:
+    """The network of ``cfg.network`` in eval mode (SynthNet ``weights: auto``: the cached checkpoint)."""
+    from omegaconf import OmegaConf
+
+    from net2vec.features.networks import build_network
+
+    net = cfg.network
+    if str(net.arch) == "planted":
+        raise ExperimentError("network=planted has no images and no model: use a real network (e.g. synthnet)")
+    if str(net.arch) == "synthnet" and str(net.get("weights")) == "auto":
+        from net2vec.features.synthnet import ensure_synthnet
+
+        path = ensure_synthnet(data_root, cfg.paths.cache_dir, int(net.get("train_seed", 0)), int(net.get("epochs", 6)))
+        net = OmegaConf.merge(net, {"weights": str(path)})
+    return build_network(net)

@@ -1,0 +1,158 @@
+"""Network Dissection follow-ups on tiny data: rotation, PCA, robustness, ablation, summaries."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF, TINY
+from net2vec.data import ensure_dataset
+from net2vec.data.concept_store import prepare_concept_store
+from net2vec.experiments import ExperimentError, run
+from net2vec.experiments.ablation import ablation_test, ablated
+from net2vec.experiments.alignment import (alignment_ratio, concept_loadings, random_rotation, rotate, rotated_source,
+                                           rotation_test)
+from net2vec.experiments.common import dissect
+from net2vec.experiments.robustness import parse, patch_index, robustness_test, shuffle_patches
+from net2vec.features.extract import prepare_activation_store
+
+
+def experiments_config(workdir: Path, *overrides: str):
+    """The `experiments` config with data, cache and run directory under `workdir`, tiny data."""
+    paths = [f"paths.root_dir={workdir}", f"paths.data_dir={workdir}/data", f"paths.cache_dir={workdir}/cache",
+             f"paths.output_dir={workdir}/run"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("experiments", overrides=[*paths, *TINY, *overrides])
+
+
+def stores(cfg):
+    concepts = prepare_concept_store(ensure_dataset(cfg.data), Path(cfg.paths.cache_dir))
+    return concepts, prepare_activation_store(cfg, concepts)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    cfg = experiments_config(tmp_path_factory.mktemp("planted"), "network=planted")
+    return (cfg, *stores(cfg))
+
+
+@pytest.fixture(scope="module")
+def synthnet(tmp_path_factory):
+    cfg = experiments_config(tmp_path_factory.mktemp("synthnet"), "network=synthnet")
+    return (cfg, *stores(cfg))
+
+
+def test_rotation_is_orthogonal_and_rotates_every_position():
+    q = random_rotation(6, seed=3)
+    assert np.allclose(q @ q.T, np.eye(6), atol=1e-10) and not np.allclose(q, random_rotation(6, seed=4))
+    acts = np.random.default_rng(0).random((2, 6, 3, 4)).astype(np.float32)
+    brute = np.zeros_like(acts)
+    for n in range(2):
+        for y in range(3):
+            for x in range(4):
+                brute[n, :, y, x] = q @ acts[n, :, y, x]
+    assert np.allclose(rotate(acts, q), brute, atol=1e-5)
+
+
+def test_patch_shuffle_moves_whole_patches():
+    size, grid = 8, 4
+    perm = np.random.default_rng(1).permutation(grid * grid)
+    image = torch.arange(size * size).view(1, size, size)
+    moved = shuffle_patches(image, grid, perm)[0].numpy()
+    step = size // grid
+    for p in range(grid * grid):
+        (py, px), (qy, qx) = divmod(p, grid), divmod(int(perm[p]), grid)
+        expected = image[0, qy * step:(qy + 1) * step, qx * step:(qx + 1) * step].numpy()
+        assert np.array_equal(moved[py * step:(py + 1) * step, px * step:(px + 1) * step], expected)
+    assert sorted(patch_index(size, grid, perm).ravel()) == list(range(size * size))   # a permutation
+    with pytest.raises(ExperimentError, match="patches:G"):
+        parse("patches:2.5")
+
+
+def test_concept_loadings_single_unit_vs_rotated_basis():
+    rng = np.random.default_rng(0)
+    presence = np.zeros((400, 2), bool)
+    presence[:150, 0] = True
+    pooled = rng.normal(size=(400, 8))
+    pooled[:150, 3] += 4.0                                     # unit 3 carries concept 0
+    concepts = SimpleNamespace(presence=presence)
+    loading, explained = concept_loadings(concepts, pooled, 0)
+    standard = (pooled - pooled.mean(0)) / pooled.std(0)
+    rows = standard[:150]
+    eigval, eigvec = np.linalg.eigh(rows.T @ rows)             # brute force: top eigenvector of XᵀX
+    assert np.allclose(np.abs(loading), np.abs(eigvec[:, -1]), atol=1e-8)
+    assert explained == pytest.approx(eigval[-1] / eigval.sum())
+    assert np.argmax(np.abs(loading)) == 3 and alignment_ratio(loading) > 3
+    rotated, _ = concept_loadings(concepts, pooled @ random_rotation(8, 0).T, 0)
+    assert alignment_ratio(rotated) < alignment_ratio(loading) / 2
+
+
+def test_rotation_removes_planted_detectors_but_not_the_all_filter_probe(planted):
+    cfg, concepts, store = planted
+    source = rotated_source(store, seed=0, quantile=0.005)
+    values = np.sort(source.activations(np.arange(store.num_images)).transpose(1, 0, 2, 3).reshape(store.num_filters, -1), 1)
+    m = int(np.ceil(0.005 * values.shape[1]))
+    assert np.allclose(source.thresholds, values[:, -m - 1])   # exact top-τ threshold of the rotated values
+    table = rotation_test(cfg, concepts, store, seeds=[0, 1], probe=True)
+    unique = np.array(table.column("unique"), float)
+    probe = np.array(table.column("all_filter_iou"), float)
+    assert unique[0] >= 1.5 * unique[1:].max(), unique       # axis-aligned planted concepts lose detectors
+    assert (np.abs(probe[1:] - probe[0]) < 0.3 * probe[0]).all(), probe
+    again = dissect(concepts, store)
+    assert np.array_equal(again.iou, dissect(concepts, store).iou)
+
+
+def test_noise_100_lowers_detector_counts(synthnet):
+    cfg, concepts, store = synthnet
+    table = robustness_test(cfg, concepts, store, ["noise:100"])
+    clean, noisy = table.rows
+    assert table.column("condition") == ["clean", "noise:100"]
+    assert noisy[table.header.index("unique")] < clean[table.header.index("unique")]
+    assert noisy[-1] < clean[-1]                                # mean top IoU of the units
+
+
+def test_ablating_the_most_tied_units_hurts_the_class_more(synthnet):
+    cfg, concepts, store = synthnet
+    result = dissect(concepts, store)
+    table, info = ablation_test(cfg, concepts, result, {"split": "all", "tied": 3, "sizes": [16, 32, 64]})
+    most = np.mean([r[2] for r in table.rows if r[0] == "most"])
+    least = np.mean([r[2] for r in table.rows if r[0] == "least"])
+    assert most < least, table.rows
+    assert np.mean([r[4] for r in table.rows if r[0] == "most"]) < np.mean([r[4] for r in table.rows if r[0] == "least"])
+    assert info["images"] > 0 and len(info["tied_concepts"]) == 3
+
+
+def test_ablated_hook_zeroes_only_the_chosen_units():
+    layer = torch.nn.Identity()
+    x = torch.ones(2, 5, 3, 3)
+    with ablated(layer, [1, 3]):
+        out = layer(x)
+    assert out[:, [1, 3]].abs().sum() == 0 and out[:, [0, 2, 4]].eq(1).all()
+    assert layer(x).eq(1).all()                                 # hook removed
+
+
+def test_run_writes_tables_and_figures(tmp_path, planted):
+    cfg, _, _ = planted
+    out = tmp_path / "run"
+    cfg.paths.output_dir = str(out)
+    cfg.experiments.run = ["alignment", "summaries", "robustness"]
+    cfg.experiments.alignment.seeds = [0]
+    cfg.experiments.alignment.probe = False
+    summary = run(cfg)
+    for name in ("alignment_rotation.csv", "alignment_rotation_summary.csv", "alignment_pca.csv", "alignment.png",
+                 "layer_units.csv", "layer_concepts.csv", "layer_detectors.csv", "layer_detectors.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert summary["robustness"].startswith("skipped")
+    assert json.loads((out / "experiments.json").read_text())["network"] == "planted"
+    with open(out / "layer_units.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 * 64 and {r["layer"] for r in rows} == {"conv5"}
+    cfg.experiments.run = ["dissection"]
+    with pytest.raises(ExperimentError, match="experiments.run"):
+        run(cfg)
