@@ -12,8 +12,9 @@ by this seeded encoding (parameters from ``conf/network/planted.yaml``):
    d-th of which sees only vertical stripe d of the map (columns j with ⌊j·D/s⌋ = d), so only
    their combination covers the concept; ``shared`` joins the open shared filter, or opens a
    new one with a group size g ~ U{shared_group[0] .. shared_group[1]} drawn when opened, and
-   the filter is closed when it has g concepts. When a kind needs more filters than are left,
-   assignment stops: that concept and all later ones are ``absent``; a shared filter left
+   the filter is closed when it has g concepts. With ``categories`` set, only concepts of those
+   categories are visited (e.g. ``[object]``: concepts that rarely overlap in space, so the
+   answers of the probes are exact). When a kind needs more filters than are left, assignment stops: that concept and all later ones are ``absent``; a shared filter left
    with a single concept makes that concept ``single``.
 3. Every (concept c, filter k) assignment gets a scale W[c, k] ~ U(1, 2) drawn in assignment
    order (W is saved as ``planted/weights`` (C, K); ``planted/kind`` (C,); ``planted/part``
@@ -41,7 +42,8 @@ from tqdm import tqdm
 from net2vec.features.extract import ActivationStore, StoreBuilder, cached_store, store_file
 
 log = logging.getLogger(__name__)
-KEYS = ("map_size", "filters", "noise_filters", "distributed_parts", "shared_group", "kinds", "noise", "seed")
+KEYS = ("map_size", "filters", "noise_filters", "distributed_parts", "shared_group", "kinds", "noise", "seed",
+        "categories")
 _STR = h5py.string_dtype("utf-8")
 
 
@@ -49,14 +51,18 @@ def planted_params(net_cfg) -> dict:
     """The encoding's parameters (defaults of conf/network/planted.yaml)."""
     cfg = OmegaConf.to_container(net_cfg, resolve=True) if OmegaConf.is_config(net_cfg) else dict(net_cfg)
     defaults = {"map_size": 8, "filters": 64, "noise_filters": 8, "distributed_parts": 3, "shared_group": [2, 3],
-                "kinds": ["single", "distributed", "shared"], "noise": 0.1, "seed": 0}
+                "kinds": ["single", "distributed", "shared"], "noise": 0.1, "seed": 0, "categories": None}
     params = {key: cfg.get(key, defaults[key]) for key in KEYS}
     params["shared_group"], params["kinds"] = list(params["shared_group"]), list(params["kinds"])
     return params
 
 
-def assign(num_concepts: int, params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(W (C, K) float32, kind (C,) str, part (K,) int) per the module docstring, steps 1-3."""
+def assign(num_concepts: int, params: dict, categories: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W (C, K) float32, kind (C,) str, part (K,) int) per the module docstring, steps 1-3.
+
+    With ``params["categories"]`` set, concepts of other (primary) categories stay absent.
+    """
     K, D = int(params["filters"]), int(params["distributed_parts"])
     rng = np.random.default_rng(int(params["seed"]))
     free = list(rng.permutation(K)[int(params["noise_filters"]):])
@@ -64,7 +70,10 @@ def assign(num_concepts: int, params: dict) -> tuple[np.ndarray, np.ndarray, np.
     kind = np.full(num_concepts, "absent", dtype=object)
     part = np.full(K, -1, np.int64)
     shared: list = []   # [filter, group size, members]
-    for i, c in enumerate(rng.permutation(num_concepts)):
+    order = rng.permutation(num_concepts)
+    if params.get("categories") is not None and categories is not None:
+        order = order[np.isin(np.asarray(categories)[order], list(params["categories"]))]
+    for i, c in enumerate(order):
         wanted = params["kinds"][i % len(params["kinds"])]
         opens = wanted == "shared" and (not shared or len(shared[2]) >= shared[1])
         need = {"single": 1, "distributed": D}.get(wanted, 1 if opens else 0)
@@ -119,7 +128,7 @@ def planted_block(store, rows: range, weights: np.ndarray, stripe: torch.Tensor,
 
 def build_planted(cfg, concept_store, params: dict, key: str, out: Path, block: int = 256) -> None:
     """Write the planted store to `out` (streaming over blocks of images)."""
-    weights, kind, part = assign(concept_store.num_concepts, params)
+    weights, kind, part = assign(concept_store.num_concepts, params, concept_store.categories)
     stripe = stripes(part, int(params["map_size"]), int(params["distributed_parts"]))
     with h5py.File(out, "w") as handle:
         builder = StoreBuilder(handle, concept_store.num_images, float(cfg.probe.quantile),
