@@ -31,7 +31,6 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--accelerator", default="cpu")
     args = p.parse_args()
     setup(args)
     images = args.images or (120 if args.small else 400)
@@ -39,7 +38,8 @@ def main() -> None:
     work = Path(args.work)
     cfg = compose(work, "network=planted", "network.map_size=13", "network.filters=256",
                   "network.channels.conv5=256", "network.input_size=227", f"task.epochs={args.epochs}",
-                  f"probe.subsets=[{','.join(map(str, subsets))}]", f"trainer.accelerator={args.accelerator}",
+                  f"probe.subsets=[{','.join(map(str, subsets))}]",
+                  f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
                   f"paths.output_dir={work}/run-broden-{images}", *synthetic_overrides(images, 226, 1197))
     started = time.perf_counter()
     concepts, acts = planted_stores(cfg)          # built (or reused) outside the timed run
@@ -54,7 +54,7 @@ def main() -> None:
     per_epoch = {k: timings.get(k, 0.0) / args.epochs for k in ("probe_all_filters", "probe_subsets")}
     scale = BRODEN_IMAGES / images
     projected = (timings.get("single_filter", 0.0) + 30 * sum(per_epoch.values())) * scale
-    record = {"machine": machine(), "accelerator": args.accelerator, "images": images,
+    record = {"machine": machine(), "device": args.device, "images": images,
               "pairs": int(len(concepts.pair_image)), "concepts": int(concepts.num_concepts), "seg_concepts": seg,
               "mask_size": list(concepts.mask_size), "map_size": list(acts.map_size), "filters": acts.num_filters,
               "subsets": subsets, "epochs": args.epochs, "stores_build_or_reuse_s": round(stores_s, 1),

@@ -28,7 +28,21 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="a quick run (seconds, not minutes)")
     p.add_argument("--work", default="/tmp/net2vec-bench", help="data and store cache directory")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where probes train")
     return p
+
+
+def to_device(batch: dict, device: str) -> dict:
+    """A collated batch with its tensors on `device`."""
+    return {key: value.to(device, non_blocking=True) if hasattr(value, "to") else value for key, value in batch.items()}
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so that wall-clock timings are honest."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def setup(args) -> None:
@@ -79,7 +93,8 @@ def machine() -> str:
     import torch
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} "
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{platform.machine()} {os.cpu_count()} cores{gpu}, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), load {load:.1f}")
 
 

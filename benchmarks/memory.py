@@ -32,6 +32,7 @@ def vm(field: str) -> float:
 def child(args) -> None:
     """Train one epoch on N images streaming from the stores; print a JSON line of RSS figures."""
     import pytorch_lightning as pl
+    import torch
 
     from net2vec.data.datamodules import SegmentationDataModule
     from net2vec.probes.segmentation import SegmentationProbe
@@ -42,11 +43,12 @@ def child(args) -> None:
         handle.write("5")
     datamodule = SegmentationDataModule(concepts, acts, batch_size=64, in_memory=False, seed=0)
     probe = SegmentationProbe(concepts.num_concepts, acts.num_filters, concepts.alpha(), seed=0)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(max_epochs=1, accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(probe, datamodule=datamodule)
+    cuda = {"peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)} if args.device == "cuda" else {}
     print(json.dumps({"images": args.child, "pairs": int(len(concepts.pair_image)),
-                      "rss_before_mib": round(before, 1), "peak_rss_mib": round(vm("VmHWM"), 1)}))
+                      "rss_before_mib": round(before, 1), "peak_rss_mib": round(vm("VmHWM"), 1), **cuda}))
 
 
 def main() -> None:
@@ -64,16 +66,17 @@ def main() -> None:
     for images in (base, 2 * base, 4 * base):
         planted_stores(config(args, images))   # build the stores here, outside the measured child
         cmd = [sys.executable, __file__, "--child", str(images), "--work", args.work, "--size", str(args.size),
-               "--filters", str(args.filters)] + (["--threads", str(args.threads)] if args.threads else [])
+               "--filters", str(args.filters), "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads([line for line in out.splitlines() if line.startswith("{")][-1]))
     growth = rows[-1]["peak_rss_mib"] - rows[0]["peak_rss_mib"]
     train_growth = (rows[-1]["peak_rss_mib"] - rows[-1]["rss_before_mib"]) - (rows[0]["peak_rss_mib"] - rows[0]["rss_before_mib"])
-    record = {"machine": machine(), "mode": "in_memory=False (streaming from the stores)", "runs": rows,
+    record = {"machine": machine(), "device": args.device, "mode": "in_memory=False (streaming from the stores)", "runs": rows,
               "peak_growth_mib_4x": round(growth, 1), "training_growth_mib_4x": round(train_growth, 1),
               "targets": {"flat (growth < 10% of peak)": bool(growth < 0.1 * rows[0]["peak_rss_mib"])}}
     emit("memory", record, [f"N={r['images']:>6} pairs={r['pairs']:>7}: RSS after setup {r['rss_before_mib']:.0f} MiB, "
-                            f"peak {r['peak_rss_mib']:.0f} MiB" for r in rows]
+                            f"peak {r['peak_rss_mib']:.0f} MiB" + (f", CUDA peak {r['peak_cuda_mib']:.0f} MiB"
+                                                                   if "peak_cuda_mib" in r else "") for r in rows]
          + [f"N x4: peak grows {growth:.1f} MiB (training part {train_growth:.1f} MiB)"])
 
 

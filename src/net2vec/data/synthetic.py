@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -470,6 +471,39 @@ def _write_image(folder: Path, drawn: SyntheticImage, size: int, tally: dict) ->
     return row
 
 
+_JOB: dict = {}
+
+
+def _draw_one(i: int) -> tuple[dict, dict]:
+    """Render and write image i of the job set up by ``_drawn_images``; its row and own tally."""
+    job = _JOB
+    tally: dict = defaultdict(set)
+    tally["coverage"] = Counter()
+    return _write_image(job["folder"], render(job["cat"], job["seed"], i, job["size"]), job["size"], tally), tally
+
+
+def _merge_tally(total: dict, part: dict) -> None:
+    """Add one image's tally into the total (image order, so sums do not depend on workers)."""
+    for key, value in part.items():
+        if key == "coverage":
+            for number, amount in value.items():
+                total["coverage"][number] += amount
+        else:
+            total[key] |= value
+
+
+def _drawn_images(folder: Path, cat: Catalogue, seed: int, images: int, size: int):
+    """(row, tally) per image in index order; images are drawn by several processes when the
+    machine has cores to spare (each image depends on (seed, i) alone)."""
+    _JOB.update(folder=folder, cat=cat, seed=seed, size=size)
+    workers = min(os.cpu_count() or 1, 16, max(1, images // 200))
+    if workers <= 1:
+        yield from map(_draw_one, range(images))
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_draw_one, range(images), chunksize=32)
+
+
 def _write_csv(path: Path, header: list[str], rows: list) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -517,8 +551,11 @@ def generate_synthetic(out: str | Path, images: int = 2000, size: int = 128, see
     tally: dict = defaultdict(set)
     tally["coverage"] = Counter()
     try:
-        rows = [_write_image(tmp / "images", render(cat, seed, i, size), size, tally)
-                for i in tqdm(range(images), desc="synthetic images", disable=not progress, mininterval=1)]
+        rows = []
+        for row, counts in tqdm(_drawn_images(tmp / "images", cat, seed, images, size), total=images,
+                                desc="synthetic images", disable=not progress, mininterval=1):
+            rows.append(row)
+            _merge_tally(tally, counts)
         _write_tables(tmp, cat, tally)
         (tmp / "synthetic.json").write_text(json.dumps(params, indent=1))
         header = ["image", "split", "ih", "iw", "sh", "sw", "color", "object", "part", "material", "scene", "texture"]
