@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from conftest import CONF, TINY
+from net2vec.analysis import evaluate
 from net2vec.data import ensure_dataset
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.experiments import ExperimentError, run
@@ -153,6 +155,11 @@ def test_run_writes_tables_and_figures(tmp_path, planted):
     with open(out / "layer_units.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 * 64 and {r["layer"] for r in rows} == {"conv5"}
+    # the outputs land in evaluate.py's report
+    report = evaluate(OmegaConf.create({"runs": [str(out)], "output_dir": str(tmp_path / "report"), "logger": None}))
+    assert "planted-run layer_units" in report.tables and len(report.tables["planted-run layer_units"]) == 3 * 64
+    assert (tmp_path / "report" / "planted-run-alignment.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Experiments: planted conv5" in (tmp_path / "report" / "index.html").read_text()
     cfg.experiments.run = ["dissection"]
     with pytest.raises(ExperimentError, match="experiments.run"):
         run(cfg)

@@ -17,6 +17,7 @@ from net2vec.analysis import embedding_figures as efig
 from net2vec.analysis import embeddings as emb
 from net2vec.analysis import figures as fig
 from net2vec.analysis import filters, scores, spaces
+from net2vec.analysis.experiment_pages import add_experiment_pages, is_experiments_run
 from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run, load_runs
 from net2vec.analysis.table import Table
@@ -128,15 +129,18 @@ def _embedding_sections(report: Report, runs: list[Run], expressions, k: int, cl
 
 
 def analyse(runs: list[Run], out_dir: str | Path, arithmetic=(), neighbours: int = 5, kmeans: int = 8,
-            tsne: bool = True, seed: int = 0) -> Report:
-    """Every table and figure for ``runs`` into ``out_dir``, with index.html; returns the Report."""
-    if not runs:
+            tsne: bool = True, seed: int = 0, experiments: list[str | Path] = ()) -> Report:
+    """Every table and figure for ``runs`` (and the ``experiments`` run directories of
+    experiments.py) into ``out_dir``, with index.html; returns the Report."""
+    if not runs and not experiments:
         raise NoRunsError("no runs to evaluate: pass runs=[RUN_DIR,...] or sweep=MULTIRUN_DIR")
     report = Report(Path(out_dir))
-    _score_sections(report, runs)
-    _filter_sections(report, runs)
-    _embedding_sections(report, runs, arithmetic, neighbours, kmeans, tsne, seed)
-    report.write_html(runs=[f"{r.label}: {r.path}" for r in runs])
+    if runs:
+        _score_sections(report, runs)
+        _filter_sections(report, runs)
+        _embedding_sections(report, runs, arithmetic, neighbours, kmeans, tsne, seed)
+    add_experiment_pages(report, list(experiments))
+    report.write_html(runs=[f"{r.label}: {r.path}" for r in runs] + [f"experiments: {e}" for e in experiments])
     log.info("report: %s", report.out_dir / "index.html")
     return report
 
@@ -174,10 +178,13 @@ def _log_wandb(cfg: DictConfig, report: Report) -> None:
 
 def evaluate(cfg: DictConfig) -> Report:
     """The `python evaluate.py` entry point: runs/sweep in, report (index.html) out."""
-    runs = load_runs(list(cfg.get("runs") or []), cfg.get("sweep"))
+    given = [str(path) for path in cfg.get("runs") or []]
+    experiments = [p for p in given if is_experiments_run(p)] + [str(p) for p in cfg.get("experiments") or []]
+    runs = load_runs([p for p in given if not is_experiments_run(p)], cfg.get("sweep"))
     out_dir = output_dir_of(cfg)
     report = analyse(runs, out_dir, list(cfg.get("arithmetic") or []), int(cfg.get("neighbours", 5)),
-                     int(cfg.get("kmeans", 8)), bool(cfg.get("tsne", True)), int(cfg.get("seed", 0)))
+                     int(cfg.get("kmeans", 8)), bool(cfg.get("tsne", True)), int(cfg.get("seed", 0)),
+                     experiments=experiments)
     _log_wandb(cfg, report)
     print(f"report: {out_dir / 'index.html'} ({len(report.figures)} figures, {len(report.tables)} tables)")
     return report

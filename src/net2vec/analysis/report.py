@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,14 @@ class Report:
         path = self.out_dir / f"{slug(name)}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
+        self.figures[name] = path
+        self.items.append(("figure", name, path.name, caption))
+        return path
+
+    def figure_file(self, name: str, source: Path, caption: str = "") -> Path:
+        """An existing PNG (e.g. written by experiments.py), copied into the report."""
+        path = self.out_dir / f"{slug(name)}.png"
+        shutil.copyfile(source, path)
         self.figures[name] = path
         self.items.append(("figure", name, path.name, caption))
         return path

@@ -59,6 +59,13 @@ class Table:
         keep = [row for row in self.rows if all(row[index[k]] == v for k, v in equal.items())]
         return Table(list(self.columns), keep)
 
+    @classmethod
+    def from_csv(cls, path: str | Path) -> "Table":
+        """A table read back from a CSV file (values stay strings)."""
+        with open(path, newline="") as handle:
+            header, *rows = list(csv.reader(handle))
+        return cls(header, rows)
+
     def to_csv(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
