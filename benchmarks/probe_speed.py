@@ -41,9 +41,10 @@ def train_batched(probe, datamodule, epochs: int, device: str) -> float:
     probe.to(device)
     optimizer = probe.configure_optimizers()
     loader = datamodule.train_dataloader()
+    shuffle = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
     with Clock() as clock:
         for epoch in range(epochs):
-            loader.sampler.set_epoch(epoch)     # what Lightning does: a new (seed, epoch) order
+            shuffle.set_epoch(epoch)            # what Lightning does: a new (seed, epoch) order
             for batch in loader:
                 loss = probe.loss(to_device(batch, device))
                 optimizer.zero_grad()
