@@ -39,7 +39,7 @@ def main() -> None:
     cfg = compose(work, "network=planted", "network.map_size=13", "network.filters=256",
                   "network.channels.conv5=256", "network.input_size=227", f"task.epochs={args.epochs}",
                   f"probe.subsets=[{','.join(map(str, subsets))}]",
-                  f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+                  f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.enable_progress_bar=true",
                   f"paths.output_dir={work}/run-broden-{images}", *synthetic_overrides(images, 226, 1197))
     started = time.perf_counter()
     concepts, acts = planted_stores(cfg)          # built (or reused) outside the timed run

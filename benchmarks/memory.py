@@ -35,7 +35,10 @@ def child(args) -> None:
     import torch
 
     from net2vec.data.datamodules import SegmentationDataModule
+    from net2vec.memory import return_large_buffers_to_os
     from net2vec.probes.segmentation import SegmentationProbe
+
+    return_large_buffers_to_os()          # as train(cfg) does
 
     concepts, acts = planted_stores(config(args, args.child))
     before = vm("VmRSS")

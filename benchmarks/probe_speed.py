@@ -107,7 +107,8 @@ def main() -> None:
     from net2vec.probes.segmentation import SegmentationProbe, init_weights
 
     C, K = concepts.num_concepts, acts.num_filters
-    datamodule = SegmentationDataModule(concepts, acts, batch_size=64, in_memory=True, seed=0)
+    datamodule = SegmentationDataModule(concepts, acts, batch_size=64, in_memory=True, seed=0,
+                                        device="cuda" if args.device == "cuda" else None)   # as train(cfg) on one GPU
     datamodule.setup()
     init = init_weights(C, K, 0)
     make = lambda: SegmentationProbe(C, K, concepts.alpha(), initial_weights=init, seed=0)  # noqa: E731

@@ -135,6 +135,22 @@ def test_datamodule_batches(data, in_memory):
     assert not datamodule(data, in_memory="auto", memory_budget=100).in_memory
 
 
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_device_batches_equal_host_batches(data, device):
+    """Batches gathered and unpacked on the device (probe.device_batches) equal the host's."""
+    host = datamodule(data, batch_size=7, in_memory=True, seed=1)
+    on_device = datamodule(data, batch_size=7, in_memory=True, seed=1, device=device)
+    host.setup(), on_device.setup()
+    for split in (0, 1, None):
+        for a, b in zip(host.probe_dataloader(split), on_device.probe_dataloader(split), strict=True):
+            assert b["masks"].device.type == device
+            for key in ("maps", "pair_image", "pair_concept", "masks", "image_index"):
+                torch.testing.assert_close(b[key].cpu(), a[key], check_dtype=True)
+    streamed = single_filter_seg(on_device.probe_dataloader(), 4, 10, data.mask_size, data.split)
+    direct = single_filter_seg(host.probe_dataloader(), 4, 10, data.mask_size, data.split)
+    np.testing.assert_array_equal(streamed.intersection, direct.intersection)
+
+
 def test_full_batch_training_equals_reference(data):
     """Same init, one batch = the whole train split, loss / the same constant: identical weights."""
     epochs, norm = 4, 64

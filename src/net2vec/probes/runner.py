@@ -9,7 +9,9 @@ from pathlib import Path
 
 import hydra
 import numpy as np
+import torch
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from net2vec.config import check_subsets
 from net2vec.data.datamodules import SegmentationDataModule
@@ -48,16 +50,30 @@ def subset_parts(module, weights_all: np.ndarray, subsets: list[int], score_val:
             for head, size in enumerate(subsets)}
 
 
+def batch_device(cfg: DictConfig) -> str | None:
+    """'cuda' when the probes train on one GPU and ``probe.device_batches`` allows it: the
+    in-memory data then sit on the GPU and batches are assembled there (data.device_batches)."""
+    choice = cfg.probe.get("device_batches", "auto")
+    accelerator, devices = str(cfg.trainer.get("accelerator", "cpu")), cfg.trainer.get("devices", 1)
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    single = devices in (1, "1") or (devices == "auto" and torch.cuda.device_count() == 1)
+    if choice is False or not (on_gpu and single and torch.cuda.is_available()):
+        return None
+    return "cuda"
+
+
 def run_segmentation(cfg: DictConfig, concepts, activations, logger, timer, run_dir: Path) -> ProbeOutcome:
     """Single-filter set IoU, the all-filter probe (cached) and the top-F probes for seg concepts."""
     num_filters = activations.num_filters
     subsets = check_subsets(list(cfg.probe.subsets), num_filters)
     datamodule = SegmentationDataModule(concepts, activations, batch_size=cfg.task.batch_size,
                                         in_memory=cfg.probe.in_memory, num_workers=cfg.probe.num_workers,
-                                        seed=cfg.seed)
+                                        seed=cfg.seed, device=batch_device(cfg),
+                                        memory_budget=int(float(cfg.probe.get("memory_gib", 2)) * 2**30))
     datamodule.setup()
     with timer("single_filter"):
-        single = single_filter_seg(datamodule.probe_dataloader(), concepts.num_concepts, num_filters,
+        batches = tqdm(datamodule.probe_dataloader(), desc="single-filter IoU", mininterval=1, leave=False)
+        single = single_filter_seg(batches, concepts.num_concepts, num_filters,
                                    concepts.mask_size, concepts.split, align_corners=cfg.task.align_corners)
     stores = {"concepts": concepts.path.name, "activations": activations.path.name}
     with timer("probe_all_filters"):
