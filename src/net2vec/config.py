@@ -21,6 +21,24 @@ def check_config(cfg: DictConfig) -> None:
     for size in subsets:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ConfigError(f"probe.subsets contains {size!r}: each F must be a positive integer")
+    if "network" in cfg and "layer" in cfg:
+        check_layer(cfg)
+
+
+def check_layer(cfg: DictConfig) -> None:
+    """The layer is an alias of the network (or, for a real network, one of its modules), and every
+    F fits its K when the network's config lists the layer's channels: fail before any store is built."""
+    network, layer = cfg.network, str(cfg.layer)
+    aliases = dict(network.get("layers") or {})
+    if layer not in aliases:
+        if network.get("arch") == "planted":
+            raise ConfigError(f"layer={layer!r}: network planted has only the layers {', '.join(aliases)}")
+        from net2vec.features.networks import resolve_layer
+
+        resolve_layer(network, layer)                   # NetworkError naming the aliases and modules
+    channels = (network.get("channels") or {}).get(layer)
+    if channels is not None:
+        check_subsets(list(cfg.probe.subsets), int(channels))
 
 
 def check_subsets(subsets: list[int], num_filters: int) -> list[int]:

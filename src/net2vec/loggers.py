@@ -9,6 +9,8 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,70 @@ def build_logger(cfg: DictConfig):
         Path(logger_cfg["save_dir"]).mkdir(parents=True, exist_ok=True)
         log.info("W&B logging %s", "offline" if offline else "online")
     return hydra.utils.instantiate(logger_cfg)
+
+
+class MonotonicSteps(Logger):
+    """The run's logger as its successive fits see it (all filters, then the top-F probes).
+
+    Every fit's trainer counts steps from 0 again, so W&B's ``trainer/global_step`` axis (and the
+    steps of the CSV and TensorBoard loggers) would run backwards at the second fit. A step below
+    the last one logged marks a new fit, whose steps are from then on shifted to continue from the
+    last one. Everything else is the wrapped logger's.
+    """
+
+    def __init__(self, inner: Logger) -> None:
+        super().__init__()
+        self.inner, self.offset, self.last = inner, 0, 0
+
+    @classmethod
+    def wrap(cls, logger: Logger | None) -> "MonotonicSteps | None":
+        """The wrapper around ``logger``; None for no logger."""
+        return None if logger is None else cls(logger)
+
+    @property
+    def name(self):
+        return self.inner.name
+
+    @property
+    def version(self):
+        return self.inner.version
+
+    @property
+    def save_dir(self):
+        return self.inner.save_dir
+
+    @property
+    def experiment(self):
+        return self.inner.experiment
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        """Log at ``step`` shifted by the offset of the current fit (never below the last step)."""
+        if step is not None:
+            if step + self.offset < self.last:
+                self.offset = self.last - step
+            step = self.last = step + self.offset
+        self.inner.log_metrics(metrics, step)
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        self.inner.log_hyperparams(params, *args, **kwargs)
+
+    def log_graph(self, model, input_array=None) -> None:
+        self.inner.log_graph(model, input_array)
+
+    def save(self) -> None:
+        self.inner.save()
+
+    def finalize(self, status: str) -> None:
+        self.inner.finalize(status)
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        self.inner.after_save_checkpoint(checkpoint_callback)
+
+    def __getattr__(self, name: str):
+        if name == "inner":  # not yet set (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 def log_run_extras(logger, run_dir: Path, header: list[str], rows: list[list], summary: dict) -> None:

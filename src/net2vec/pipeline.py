@@ -3,6 +3,8 @@
     dataset -> concept store -> activation store -> probes (single, all, top-F) -> outputs
 
 Every stage is cached on disk and reused; wall time per stage goes into summary.json.
+Under DDP every rank runs this function (Lightning reruns the command for ranks ≥ 1 at the first
+fit, once rank 0 has built the stores); only rank 0 writes the run's files and logs the extras.
 """
 from __future__ import annotations
 
@@ -11,16 +13,17 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from net2vec.config import check_config
 from net2vec.data import ensure_dataset
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.features.extract import prepare_activation_store
-from net2vec.loggers import build_logger, log_run_extras
+from net2vec.loggers import MonotonicSteps, build_logger, log_run_extras
+from net2vec.memory import return_large_buffers_to_os
 from net2vec.outputs import format_summary_table, results_rows, write_outputs
 
 log = logging.getLogger(__name__)
@@ -61,8 +64,9 @@ def short_config(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Run one (network, layer, task) experiment end to end; return the run's summary."""
+    """Run one (network, layer, task) experiment end to end; return the run's summary ({} on DDP ranks ≥ 1)."""
     check_config(cfg)
+    return_large_buffers_to_os()     # flat RSS while streaming batches (net2vec.memory)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +81,9 @@ def train(cfg: DictConfig) -> dict:
     logger = build_logger(cfg)
     from net2vec.probes.runner import run_probes
 
-    outcome = run_probes(cfg, concepts, activations, logger, timer, run_dir)
+    outcome = run_probes(cfg, concepts, activations, MonotonicSteps.wrap(logger), timer, run_dir)
+    if rank_zero_only.rank != 0:
+        return {}
     timer.seconds["total"] = time.perf_counter() - started
     stores = {"concept_store": str(concepts.path), "activation_store": str(activations.path)}
     attrs = {"network": cfg.network.name, "layer": str(cfg.layer), "task": cfg.task.name,
@@ -94,11 +100,3 @@ def train(cfg: DictConfig) -> dict:
     print(f"run directory: {run_dir}")
     return summary
 
-
-def resolved_config(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def finite_mean(values: np.ndarray) -> float:
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if len(values) else float("nan")

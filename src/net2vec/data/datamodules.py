@@ -20,30 +20,54 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from net2vec.data.device_batches import DeviceBatches
+
 log = logging.getLogger(__name__)
 
 MEMORY_BUDGET = 2 << 30  # bytes that in_memory='auto' may spend on maps and masks
 READ_CHUNK = 256         # images (or pairs × 16) read from a store at a time when loading
 
 
-class EpochShuffle(torch.utils.data.Sampler):
-    """A permutation of range(n) drawn from (seed, epoch), so a resumed fit sees the same order.
+def shard_of(datamodule: pl.LightningDataModule) -> tuple[int, int]:
+    """(rank, world size) of the trainer the datamodule is attached to; (0, 1) when there is none."""
+    trainer = datamodule.trainer
+    return (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
 
-    Lightning calls ``set_epoch`` at the start of every training epoch (also after a resume).
+
+class EpochShuffle(torch.utils.data.Sampler):
+    """Batches of a permutation of range(n) drawn from (seed, epoch), so a resumed fit sees the
+    same order; ``shuffle=False`` keeps range(n) in order.
+
+    Under DDP every rank draws the same global batches of ``batch_size`` and rank r of W keeps
+    positions r, r + W, … of each: the ranks' shares of a step together are exactly the batch of
+    one process, and every rank has the same number of batches (a share may be empty when a batch
+    holds fewer than W rows). Lightning calls ``set_epoch`` at the start of every training epoch
+    (also after a resume); ``use_distributed_sampler`` must stay off (see probes.fitting).
     """
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, batch_size: int = 1, shuffle: bool = True,
+                 rank: int = 0, world_size: int = 1) -> None:
         self.n, self.seed, self.epoch = int(n), int(seed), 0
+        self.batch_size, self.shuffle = int(batch_size), bool(shuffle)
+        self.rank, self.world_size = int(rank), int(world_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self.n
+        return -(-self.n // self.batch_size)
+
+    def order(self) -> list[int]:
+        """The epoch's order of range(n) over all ranks."""
+        if not self.shuffle:
+            return list(range(self.n))
+        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
 
     def __iter__(self):
-        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
-        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist())
+        order = self.order()
+        for start in range(0, self.n, self.batch_size):
+            yield order[start:start + self.batch_size][self.rank::self.world_size]
 
 
 class SegmentationDataModule(pl.LightningDataModule):
@@ -51,7 +75,7 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def __init__(self, concept_store, activation_store, batch_size: int = 64,
                  in_memory: bool | str = "auto", num_workers: int = 0, seed: int = 0,
-                 memory_budget: int = MEMORY_BUDGET) -> None:
+                 memory_budget: int = MEMORY_BUDGET, device: str | None = None) -> None:
         super().__init__()
         if in_memory not in (True, False, "auto"):
             raise ValueError(f"in_memory={in_memory!r}: expected true, false or 'auto'")
@@ -66,6 +90,8 @@ class SegmentationDataModule(pl.LightningDataModule):
                      for split in (0, 1)}
         self.in_memory = self._fits(memory_budget) if in_memory == "auto" else bool(in_memory)
         self._maps = self._map_pos = self._packed = None
+        # device: assemble batches on this device from in-memory data held there (DeviceBatches)
+        self.device, self._device_batches = (device if self.in_memory else None), None
 
     def _fits(self, budget: int) -> bool:
         rows = len(self.rows[0]) + len(self.rows[1])
@@ -92,6 +118,9 @@ class SegmentationDataModule(pl.LightningDataModule):
                       min(step, num_pairs - i), -1), axis=1)
                   for i in tqdm(range(0, num_pairs, step), desc="concept masks", leave=False)]
         self._packed = np.concatenate(packed) if packed else np.zeros((0, 0), dtype=np.uint8)
+        if self.device is not None:
+            self._device_batches = DeviceBatches(self._maps, self._map_pos, self._packed, self.concepts.pair_offsets,
+                                                 self.concepts.pair_concept, self.concepts.mask_size, self.device)
 
     def _read_maps(self, rows: np.ndarray) -> torch.Tensor:
         if self.in_memory:
@@ -109,6 +138,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         """Segmentation batch dict for dataset rows (any order; sorted here)."""
         if self.in_memory and self._maps is None:
             self._load()
+        if self._device_batches is not None and not raw:
+            return self._device_batches.collate(rows)
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         offsets = np.asarray(self.concepts.pair_offsets)
         counts = self.pair_count[rows]
@@ -123,17 +154,18 @@ class SegmentationDataModule(pl.LightningDataModule):
                 "pair_concept": torch.from_numpy(np.asarray(self.concepts.pair_concept)[pair_idx]).long(),
                 "masks": self._read_masks(pair_idx), "image_index": torch.from_numpy(rows).long()}
 
-    def _loader(self, rows: np.ndarray, shuffle: bool, raw: bool = False) -> DataLoader:
-        sampler = EpochShuffle(len(rows), self.seed) if shuffle else None
-        return DataLoader(rows.tolist(), batch_size=self.batch_size, sampler=sampler,
+    def _loader(self, rows: np.ndarray, shuffle: bool, raw: bool = False,
+                shard: tuple[int, int] = (0, 1)) -> DataLoader:
+        sampler = EpochShuffle(len(rows), self.seed, self.batch_size, shuffle, *shard)
+        return DataLoader(rows.tolist(), batch_sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           collate_fn=functools.partial(self.collate, raw=raw))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.rows[0], shuffle=True)
+        return self._loader(self.rows[0], shuffle=True, shard=shard_of(self))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.rows[1], shuffle=False)
+        return self._loader(self.rows[1], shuffle=False, shard=shard_of(self))
 
     def probe_dataloader(self, split: int | None = None, raw: bool = False) -> DataLoader:
         """Unshuffled batches over the images with pairs of one split (None: both), e.g. for the
@@ -236,19 +268,27 @@ class ClassificationDataModule(pl.LightningDataModule):
         self._epochs_seen += 1
         return self._epochs_seen - 1
 
-    def _train_batches(self, epoch: int):
-        """One epoch over every train image (a fixed batch count), shuffled with (seed, epoch)."""
+    def _train_batches(self, epoch: int, rank: int = 0, world_size: int = 1):
+        """One epoch over every train image (a fixed batch count), shuffled with (seed, epoch);
+        under DDP this rank's share of every batch (as ``EpochShuffle``)."""
         include = self.inclusion(epoch) if self.balance == "resample" else None
         positions = np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.rows[0]))
         for start in range(0, len(positions), self.batch_size):
-            chunk = positions[start:start + self.batch_size]
+            chunk = positions[start:start + self.batch_size][rank::world_size]
             yield self.batch(self.rows[0][chunk], None if include is None else include[torch.from_numpy(chunk)])
 
+    def _val_batches(self, rank: int = 0, world_size: int = 1):
+        """The val images in order, in batches; under DDP this rank's share of every batch."""
+        rows = self.rows[1]
+        for start in range(0, len(rows), self.batch_size):
+            yield self.batch(rows[start:start + self.batch_size][rank::world_size])
+
     def train_dataloader(self) -> EpochBatches:
-        return EpochBatches(self._train_batches, lambda: -(-len(self.rows[0]) // self.batch_size), self._epoch)
+        shard = shard_of(self)
+        return EpochBatches(lambda epoch: self._train_batches(epoch, *shard),
+                            lambda: -(-len(self.rows[0]) // self.batch_size), self._epoch)
 
     def val_dataloader(self) -> EpochBatches:
-        rows = self.rows[1]
-        return EpochBatches(lambda epoch: (self.batch(rows[i:i + self.batch_size])
-                                           for i in range(0, len(rows), self.batch_size)),
-                            lambda: -(-len(rows) // self.batch_size), lambda: 0)
+        shard = shard_of(self)
+        return EpochBatches(lambda epoch: self._val_batches(*shard),
+                            lambda: -(-len(self.rows[1]) // self.batch_size), lambda: 0)

@@ -247,6 +247,9 @@ def cached_store(path: Path, key: str, build: Callable[[Path], None]) -> Activat
             with atomic_path(path) as tmp:
                 build(tmp)
             store = ActivationStore(path)
+            log.info("activation store: built %s", path)
+        else:
+            log.info("activation store: reusing %s (built while this process waited)", path)
     return store
 
 

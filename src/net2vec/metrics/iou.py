@@ -17,8 +17,8 @@ from torchmetrics import Metric
 
 def pair_counts(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pair |pred ∩ target| and |pred ∪ target| (int64) of (P, ...) boolean masks."""
-    pred = pred.reshape(pred.shape[0], -1).bool()
-    target = target.reshape(target.shape[0], -1).bool()
+    pred = pred.reshape(pred.shape[0], -1 if pred.numel() else 0).bool()   # (0, …) has no -1 to infer
+    target = target.reshape(target.shape[0], -1 if target.numel() else 0).bool()
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     intersection = (pred & target).sum(1)

@@ -16,6 +16,7 @@ per concept, redrawn each epoch):
   all positives + n_pos random negatives per concept (``ClassificationDataModule`` draws it).
 
 Validation: balanced accuracy (TPR + TNR) / 2 per head and concept, prediction σ > 0.5.
+Under DDP the loss is multiplied by the world size, as for segmentation (``ddp_loss_scale``).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from net2vec.metrics.accuracy import BalancedAccuracy
-from net2vec.probes.segmentation import init_weights
+from net2vec.probes.segmentation import ddp_loss_scale, init_weights
 
 BALANCES = ("weight", "resample")
 
@@ -134,9 +135,9 @@ class ClassificationProbe(pl.LightningModule):
         return total / self.hparams.ref_batch_size
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True,
-                 batch_size=len(batch["image_index"]))
+        loss = self.loss(batch) * ddp_loss_scale(self)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=max(1, len(batch["image_index"])))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -152,7 +153,7 @@ class ClassificationProbe(pl.LightningModule):
         names = ["val/mean_acc"] if self.hparams.all_filters_head else []
         names += [f"val/mean_acc_F{size}" for size in self.hparams.subsets]
         for head, name in enumerate(names):
-            self.log(name, acc[head].mean())
+            self.log(name, acc[head].mean(), sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

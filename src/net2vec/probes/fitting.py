@@ -3,9 +3,19 @@
 The all-filter probe of a (stores, task settings, seed) is trained once and kept under
 ``<cache_dir>/probes/``; every later run that needs it (a sweep over F, a rerun) loads it.
 A run's own fits checkpoint into ``<run_dir>/checkpoints/<name>/last.ckpt`` and resume from it.
+
+DDP (``trainer=ddp``): Lightning starts the other ranks at the first fit, as reruns of the same
+command, after rank 0 has built the stores (a rank started by an external launcher instead waits
+on the stores' file locks). The datamodules shard every batch themselves (rank r of W takes
+positions r, r + W, … of each global batch, see ``data.datamodules.EpochShuffle``), so Lightning's
+distributed sampler stays off; the probes multiply their summed loss by W, so that DDP's mean
+of the ranks' gradients is the full batch's gradient, as in one process (PROTOCOL §3: the
+per-concept loss is normalised by the reference batch size, never by the rank's batch). Only
+rank 0 takes the probe cache's lock and writes the cache; the other ranks follow it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 from pathlib import Path
@@ -15,6 +25,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from net2vec.cache import atomic_path, file_lock, fingerprint_json
 
@@ -30,7 +41,8 @@ def build_trainer(cfg: DictConfig, logger, checkpoint_dir: Path | None) -> pl.Tr
         callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1,
                                          enable_version_counter=False))
     return hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False,
-                                   callbacks=callbacks, enable_checkpointing=checkpoint_dir is not None)
+                                   callbacks=callbacks, enable_checkpointing=checkpoint_dir is not None,
+                                   use_distributed_sampler=False)
 
 
 def fit(cfg: DictConfig, module: pl.LightningModule, datamodule, logger, checkpoint_dir: Path | None):
@@ -73,7 +85,8 @@ def fit_all_filter_probe(cfg: DictConfig, module: pl.LightningModule, datamodule
                          run_dir: Path, stores: dict) -> pl.LightningModule:
     """Train the all-filter probe, or load it from the cache; validated either way."""
     path = probe_cache_path(cfg, stores)
-    with file_lock(path):
+    # under DDP rank 0 holds the lock through the fit, which needs the other ranks: they must not wait on it
+    with file_lock(path) if rank_zero_only.rank == 0 else contextlib.nullcontext():
         state = None
         if path.exists():
             try:

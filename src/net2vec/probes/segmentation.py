@@ -11,6 +11,10 @@ then upsampled by two matmuls to sh × sw; M = σ(S(Z)). The paper's loss
 is one sigmoid and one product with a per-pair coefficient map. Each pair's loss is divided by
 the reference batch size (64), so every concept gets, per epoch, the summed gradient of
 one-concept-at-a-time training. Prediction: M > 0.5, i.e. logit > 0.
+
+Under DDP each of the W ranks holds a 1/W share of every batch and DDP averages the ranks'
+gradients, so the training step multiplies the summed loss by W (``ddp_loss_scale``): the
+update is the full batch's, as in one process. Metric states are sums, reduced over ranks.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from net2vec.metrics.iou import PerImageIoU, SetIoU
+from net2vec.metrics.iou import PerImageIoU, SetIoU, ratio
 from net2vec.probes.single_filter import pair_slots
 from net2vec.probes.upsample import upsampling_matrices
 
@@ -54,6 +58,12 @@ def upsample_rows(z: torch.Tensor, mask_size: tuple[int, int], align_corners: bo
     u_h, u_w_t = upsampling_matrices(mask_size, (h, w), align_corners, z.dtype, z.device)
     rows = u_h @ z.permute(2, 0, 1, 3).reshape(h, -1)                               # (sh, S·P·w)
     return rows.view(mask_size[0], heads * pairs, w).transpose(0, 1).reshape(-1, w), u_w_t
+
+
+def ddp_loss_scale(module: pl.LightningModule) -> int:
+    """W, the trainer's world size (1 when not attached): undoes DDP's mean over ranks' gradients."""
+    trainer = module._trainer
+    return int(trainer.world_size) if trainer is not None else 1
 
 
 class PaperLoss(torch.autograd.Function):
@@ -150,12 +160,15 @@ class SegmentationProbe(pl.LightningModule):
         return total / self.hparams.ref_batch_size
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["image_index"]))
+        loss = self.loss(batch) * ddp_loss_scale(self)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=max(1, len(batch["image_index"])))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        if len(batch["pair_concept"]) == 0:
+        if len(batch["pair_concept"]) == 0:  # typed empty state, so a DDP rank without pairs still syncs
+            empty = batch["masks"] > 0.5
+            self.per_image.update(empty, empty, batch["pair_concept"].long(), batch["pair_concept"].long())
             return
         logits = self(batch)
         pred = logits > 0                                                  # σ > 0.5
@@ -169,8 +182,9 @@ class SegmentationProbe(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         shape = (self.heads, self.hparams.num_concepts)
-        iou = self.set_iou.compute().view(shape).float()
-        union = self.set_iou.union.view(shape)
+        with self.set_iou.sync_context():                                  # summed over DDP ranks
+            iou = ratio(self.set_iou.intersection, self.set_iou.union).view(shape).float()
+            union = self.set_iou.union.view(shape).clone()
         self.val_iou, self.val_union = iou.cpu().numpy(), union.cpu().numpy()
         self.val_per_image = {k: v.cpu().numpy() for k, v in self.per_image.compute().items()}
         self.set_iou.reset()
@@ -180,7 +194,7 @@ class SegmentationProbe(pl.LightningModule):
         for head, name in enumerate(names):
             seen = union[head] > 0
             if bool(seen.any()):
-                self.log(name, iou[head][seen].mean())
+                self.log(name, iou[head][seen].mean(), sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
