@@ -69,11 +69,13 @@ def prepare_concept_store(root: str | Path, cache_dir: str | Path, workers: int 
                           progress: bool = True) -> "ConceptStore":
     """Build the concept store of `root` once (locked, atomic) or reuse the complete one."""
     path = store_path(root, cache_dir)
+    built = False
     if not is_complete(path):
         with file_lock(path):
             if not is_complete(path):
                 build_concept_store(root, path, workers, progress)
-    else:
+                built = True
+    if not built:    # complete already, or completed by another process while we waited
         log.info("concept store: reusing %s", path)
     return ConceptStore(path)
 
