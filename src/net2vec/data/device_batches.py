@@ -35,16 +35,26 @@ class DeviceBatches:
         bits = (packed[:, :, None] >> self.bits) & 1
         return bits.flatten(1)[:, :sh * sw].reshape(-1, sh, sw).float()
 
+    def _upload(self, values: np.ndarray) -> torch.Tensor:
+        """int64 indices to the device without a host-device sync (pinned, non-blocking copy)."""
+        host = torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        return host.to(self.device, non_blocking=True)
+
     def collate(self, rows: list) -> dict:
-        """The segmentation batch dict (docs/architecture.md) for dataset rows, on the device."""
+        """The segmentation batch dict (docs/architecture.md) for dataset rows, on the device.
+
+        Only the row and pair numbers cross to the device (one pinned, asynchronous copy each), so
+        the CPU can prepare the next batch while the GPU works on this one.
+        """
         rows = np.sort(np.asarray(rows, dtype=np.int64))
-        counts = self.pair_offsets[rows + 1] - self.pair_offsets[rows]
-        pair_idx = np.concatenate([np.arange(self.pair_offsets[r], self.pair_offsets[r + 1]) for r in rows]) \
-            if len(rows) else np.zeros(0, dtype=np.int64)
-        pair_idx = torch.from_numpy(pair_idx).to(self.device, non_blocking=True)
-        rows_t = torch.from_numpy(rows).to(self.device, non_blocking=True)
-        return {"maps": self.maps[self.map_pos[rows_t]].float(),
-                "pair_image": torch.repeat_interleave(torch.arange(len(rows), device=self.device),
-                                                      torch.from_numpy(counts).to(self.device)),
-                "pair_concept": self.pair_concept[pair_idx], "masks": self.masks(pair_idx),
+        starts = self.pair_offsets[rows]
+        counts = self.pair_offsets[rows + 1] - starts
+        first = np.cumsum(counts) - counts                        # each row's first slot in the batch
+        pair_idx = np.repeat(starts - first, counts) + np.arange(int(counts.sum()))
+        pair_image = np.repeat(np.arange(len(rows)), counts)
+        rows_t, pair_idx_t, pair_image_t = (self._upload(v) for v in (rows, pair_idx, pair_image))
+        return {"maps": self.maps[self.map_pos[rows_t]].float(), "pair_image": pair_image_t,
+                "pair_concept": self.pair_concept[pair_idx_t], "masks": self.masks(pair_idx_t),
                 "image_index": rows_t}
