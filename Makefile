@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) train.py
-	$(PY) evaluate.py runs=[$$(ls -d outputs/*/* | tail -n 1)]
+	$(PY) evaluate.py runs=[$$(dirname $$(ls outputs/*/*/results.csv | sort | tail -n 1))]
 
 test: install
 	$(PY) -m pytest
