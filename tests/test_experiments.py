@@ -102,8 +102,8 @@ def test_rotation_removes_planted_detectors_but_not_the_all_filter_probe(planted
     m = int(np.ceil(0.005 * values.shape[1]))
     assert np.allclose(source.thresholds, values[:, -m - 1])   # exact top-τ threshold of the rotated values
     table = rotation_test(cfg, concepts, store, seeds=[0, 1], probe=True)
-    unique = np.array(table.column("unique"), float)
-    probe = np.array(table.column("all_filter_iou"), float)
+    unique = np.array(table["unique"], float)
+    probe = np.array(table["all_filter_iou"], float)
     assert unique[0] >= 1.5 * unique[1:].max(), unique       # axis-aligned planted concepts lose detectors
     assert (np.abs(probe[1:] - probe[0]) < 0.3 * probe[0]).all(), probe
     again = dissect(concepts, store)
@@ -114,8 +114,8 @@ def test_noise_100_lowers_detector_counts(synthnet):
     cfg, concepts, store = synthnet
     table = robustness_test(cfg, concepts, store, ["noise:100"])
     clean, noisy = table.rows
-    assert table.column("condition") == ["clean", "noise:100"]
-    assert noisy[table.header.index("unique")] < clean[table.header.index("unique")]
+    assert table["condition"] == ["clean", "noise:100"]
+    assert noisy[table.columns.index("unique")] < clean[table.columns.index("unique")]
     assert noisy[-1] < clean[-1]                                # mean top IoU of the units
 
 

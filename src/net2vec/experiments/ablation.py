@@ -164,6 +164,6 @@ def plot_ablation(table: Table, info: dict, path: Path) -> None:
 def run_ablation(cfg, concepts, result, out_dir: Path, params) -> dict:
     """The ablation table and figure into `out_dir`."""
     table, info = ablation_test(cfg, concepts, result, params)
-    table.write(out_dir / "ablation.csv")
+    table.to_csv(out_dir / "ablation.csv")
     plot_ablation(table, info, out_dir / "ablation.png")
     return {**info, "rows": table.rows}

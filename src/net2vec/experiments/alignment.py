@@ -78,7 +78,7 @@ def rotation_test(cfg, concepts, store, seeds, probe: bool = True, **dissect_kw)
 
 def summarise_rotations(table: Table) -> Table:
     """Original vs mean ± std over the rotations, per numeric column."""
-    numeric = table.header[2:]
+    numeric = table.columns[2:]
     original = table.rows[0][2:]
     rotated = np.array([row[2:] for row in table.rows[1:]], dtype=np.float64)
     rows = [[name, original[i], float(rotated[:, i].mean()) if len(rotated) else float("nan"),
@@ -151,8 +151,8 @@ def plot_alignment(rotations: Table, pca: Table, concepts, store, path) -> None:
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     skip = {"basis", "seed", "unique", "detectors", "mean_top_iou", "all_filter_iou"}
-    cats = [h for h in rotations.header if h not in skip]
-    values = np.array([[row[rotations.header.index(c)] for c in cats] for row in rotations.rows], float)
+    cats = [h for h in rotations.columns if h not in skip]
+    values = np.array([[row[rotations.columns.index(c)] for c in cats] for row in rotations.rows], float)
     x = np.arange(len(cats))
     left.bar(x - 0.2, values[0], 0.4, label="original basis")
     if len(values) > 1:
@@ -164,7 +164,7 @@ def plot_alignment(rotations: Table, pca: Table, concepts, store, path) -> None:
     left.legend()
     pooled = store.pooled()
     names = list(np.asarray(concepts.names).astype(str))
-    for name in pca.column("concept"):
+    for name in pca["concept"]:
         loading, _ = concept_loadings(concepts, pooled, names.index(name))
         right.plot(np.sort(np.abs(loading))[::-1][:20], marker=".", label=name)
     right.set_xlabel("rank of unit")
@@ -182,9 +182,9 @@ def run_alignment(cfg, concepts, store, out_dir, params) -> dict:
     summary = summarise_rotations(rotations)
     result = dissect(concepts, at_quantile(store, float(cfg.probe.quantile)), **kw)
     pca = pca_test(concepts, store, result, int(params.get("pca_concepts", 8)), int(params.get("min_images", 5)))
-    rotations.write(out_dir / "alignment_rotation.csv")
-    summary.write(out_dir / "alignment_rotation_summary.csv")
-    pca.write(out_dir / "alignment_pca.csv")
+    rotations.to_csv(out_dir / "alignment_rotation.csv")
+    summary.to_csv(out_dir / "alignment_rotation_summary.csv")
+    pca.to_csv(out_dir / "alignment_pca.csv")
     plot_alignment(rotations, pca, concepts, store, out_dir / "alignment.png")
     return {row[0]: {"original": row[1], "rotated_mean": row[2], "rotated_std": row[3]} for row in summary.rows}
 

@@ -8,15 +8,14 @@ space, say), with its own thresholds. A source needs ``num_images``, ``num_filte
 """
 from __future__ import annotations
 
-import csv
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from net2vec.analysis.table import Table
 from net2vec.data.datamodules import READ_CHUNK, SegmentationDataModule
 from net2vec.features.thresholds import TopQuantile
 from net2vec.probes.netdissect import DETECTOR_IOU, NetDissectResult, netdissect
@@ -106,29 +105,23 @@ def detector_counts(result: NetDissectResult, concepts) -> dict[str, int]:
     return counts
 
 
-@dataclass
-class Table:
-    """A CSV table: header and rows."""
-
-    header: list[str]
-    rows: list[list]
-
-    def write(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(self.header)
-            writer.writerows([[_fmt(v) for v in row] for row in self.rows])
-        return path
-
-    def column(self, name: str) -> list:
-        return [row[self.header.index(name)] for row in self.rows]
-
-
-def _fmt(value):
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6g}"
-    return value
+def plot_detector_bars(table: Table, label: str, skip: set[str], title: str, path: Path,
+                       rotation: int = 0) -> None:
+    """Unique detectors per category, stacked, one bar per row of `table` (labelled by `label`);
+    every column outside `skip` and `label` is a category."""
+    plt = pyplot()
+    cats = [c for c in table.columns if c not in skip | {label}]
+    fig, ax = plt.subplots(figsize=(1.5 + 0.8 * len(table), 4))
+    bottom = np.zeros(len(table))
+    for cat in cats:
+        values = np.array(table[cat], float)
+        ax.bar(np.arange(len(table)), values, bottom=bottom, label=cat)
+        bottom += values
+    ax.set_xticks(np.arange(len(table)), table[label], rotation=rotation, ha="right" if rotation else "center")
+    ax.set_ylabel("unique concept detectors")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
 
 
 def save_figure(fig, path: Path) -> Path:

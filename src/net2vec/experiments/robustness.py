@@ -27,7 +27,8 @@ import torch
 import torchvision.transforms.functional as TF
 from torch.utils.data import DataLoader
 
-from net2vec.experiments.common import ExperimentError, Table, detector_counts, dissect, dissect_kwargs, pyplot, save_figure
+from net2vec.experiments.common import (ExperimentError, Table, detector_counts, dissect, dissect_kwargs,
+                                        plot_detector_bars)
 from net2vec.features.extract import (ActivationModule, ProbeImages, StoreBuilder, StoreWriter, cached_store,
                                       store_file, store_spec)
 
@@ -164,20 +165,8 @@ def robustness_test(cfg, concepts, store, perturbations, thresholds: str = "clea
 
 def plot_robustness(table: Table, path: Path) -> None:
     """Unique detectors per category (stacked) for every input condition."""
-    plt = pyplot()
-    skip = {"condition", "unique", "detectors", "mean_top_iou"}
-    cats = [h for h in table.header if h not in skip]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(table.rows), 4))
-    bottom = np.zeros(len(table.rows))
-    for cat in cats:
-        values = np.array(table.column(cat), float)
-        ax.bar(np.arange(len(table.rows)), values, bottom=bottom, label=cat)
-        bottom += values
-    ax.set_xticks(np.arange(len(table.rows)), table.column("condition"), rotation=40, ha="right")
-    ax.set_ylabel("unique concept detectors")
-    ax.set_title("Detector robustness to input perturbations")
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
+    plot_detector_bars(table, "condition", {"unique", "detectors", "mean_top_iou"},
+                       "Detector robustness to input perturbations", path, rotation=40)
 
 
 def run_robustness(cfg, concepts, store, out_dir: Path, params) -> dict:
@@ -186,6 +175,6 @@ def run_robustness(cfg, concepts, store, out_dir: Path, params) -> dict:
         [f"rotation:{d}" for d in params.get("rotation", [])] + [f"patches:{g}" for g in params.get("patches", [])]
     table = robustness_test(cfg, concepts, store, perturbations, str(params.get("thresholds", "clean")),
                             int(params.get("seed", 0)))
-    table.write(out_dir / "robustness.csv")
+    table.to_csv(out_dir / "robustness.csv")
     plot_robustness(table, out_dir / "robustness.png")
-    return dict(zip(table.column("condition"), table.column("unique")))
+    return dict(zip(table["condition"], table["unique"]))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from net2vec.experiments.common import Table, at_quantile, detector_counts, dissect, dissect_kwargs, pyplot, save_figure
+from net2vec.experiments.common import Table, at_quantile, detector_counts, dissect, dissect_kwargs, plot_detector_bars
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +65,14 @@ def layer_summaries(cfg, concepts, layers=None, top: int = 3) -> tuple[Table, Ta
 
 def plot_layers(counts: Table, path: Path) -> None:
     """Stacked unique detectors per category, one bar per layer."""
-    plt = pyplot()
-    cats = [h for h in counts.header if h not in ("layer", "units", "unique", "detectors")]
-    fig, ax = plt.subplots(figsize=(1.5 + 0.8 * len(counts.rows), 4))
-    bottom = np.zeros(len(counts.rows))
-    for cat in cats:
-        values = np.array(counts.column(cat), float)
-        ax.bar(np.arange(len(counts.rows)), values, bottom=bottom, label=cat)
-        bottom += values
-    ax.set_xticks(np.arange(len(counts.rows)), counts.column("layer"))
-    ax.set_ylabel("unique concept detectors")
-    ax.set_title("Unique detectors per layer")
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
+    plot_detector_bars(counts, "layer", {"units", "unique", "detectors"}, "Unique detectors per layer", path)
 
 
 def run_summaries(cfg, concepts, out_dir: Path, params) -> dict:
     """The three per-layer tables and the figure into `out_dir`."""
     units, per_concept, counts = layer_summaries(cfg, concepts, params.get("layers"), int(params.get("top", 3)))
-    units.write(out_dir / "layer_units.csv")
-    per_concept.write(out_dir / "layer_concepts.csv")
-    counts.write(out_dir / "layer_detectors.csv")
+    units.to_csv(out_dir / "layer_units.csv")
+    per_concept.to_csv(out_dir / "layer_concepts.csv")
+    counts.to_csv(out_dir / "layer_detectors.csv")
     plot_layers(counts, out_dir / "layer_detectors.png")
-    return dict(zip(counts.column("layer"), counts.column("unique")))
+    return dict(zip(counts["layer"], counts["unique"]))
