@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: config composition, planted stores, timing, JSON output.
 
-Every benchmark builds its stores through the real pipeline functions (`ensure_dataset`,
-`prepare_concept_store`, `prepare_activation_store`) under ``--work`` (default
+Every benchmark builds its stores through the real pipeline functions (`pipeline.ensure_dataset`,
+`prepare_concept_store`, `pipeline.prepare_activation_store`) under ``--work`` (default
 ``/tmp/net2vec-bench``), so a second run reuses them and times only what it measures.
 """
 from __future__ import annotations
@@ -79,9 +79,8 @@ def synthetic_overrides(images: int, size: int, concepts: int | None) -> list[st
 
 def planted_stores(cfg):
     """(concept store, activation store) of `cfg` through the pipeline's own cached builders."""
-    from net2vec.data import ensure_dataset
     from net2vec.data.concept_store import prepare_concept_store
-    from net2vec.features.extract import prepare_activation_store
+    from net2vec.pipeline import ensure_dataset, prepare_activation_store
 
     root = ensure_dataset(cfg.data)
     concepts = prepare_concept_store(root, Path(cfg.paths.cache_dir), progress=False)

@@ -23,12 +23,14 @@ def bare_passes(cfg, concepts, batch_size: int) -> tuple[float, float]:
     """(seconds of forward+load, seconds of forward on preloaded images)."""
     from torch.utils.data import DataLoader
 
-    from net2vec.features.extract import ProbeImages, normalise
-    from net2vec.features.networks import LayerExtractor, build_network, resolve_layer
+    import hydra
 
-    net = cfg.network
-    images = ProbeImages(concepts.attrs["dataset_root"], concepts.images, int(net.input_size))
-    extractor = LayerExtractor(build_network(net), resolve_layer(net, str(cfg.layer)))
+    from net2vec.features.extract import ProbeImages, normalise
+    from net2vec.features.hooks import LayerExtractor
+
+    network = hydra.utils.instantiate(cfg.network)
+    images = ProbeImages(concepts.attrs["dataset_root"], concepts.images, int(network.input_size))
+    extractor = LayerExtractor(network.build(), network.resolve_layer(str(cfg.layer)))
     loader = DataLoader(images, batch_size=batch_size, shuffle=False)
     with torch.inference_mode(), Clock() as with_load:
         for _, batch in loader:
@@ -51,9 +53,8 @@ def main() -> None:
     overrides = [f"network={args.network}", "network.weights=null", f"network.input_size={args.size}",
                  "data=synthetic", *synthetic_overrides(images, args.size, None)]
     cfg = compose(args.work, *overrides)
-    from net2vec.data import ensure_dataset
     from net2vec.data.concept_store import prepare_concept_store
-    from net2vec.features.extract import prepare_activation_store
+    from net2vec.pipeline import ensure_dataset, prepare_activation_store
 
     concepts = prepare_concept_store(ensure_dataset(cfg.data), Path(cfg.paths.cache_dir), progress=False)
     with open_dict(cfg):

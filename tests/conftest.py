@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -27,3 +28,20 @@ def compose_config(workdir: Path, *overrides: str, cache: Path | None = None):
 def shared_cache(tmp_path_factory) -> Path:
     """One cache (datasets, stores, probes) shared by the pipeline tests of a session."""
     return tmp_path_factory.mktemp("shared")
+
+
+def group_config(group: str, name: str, **override):
+    """``conf/<group>/<name>.yaml`` as a plain config (its defaults list dropped), with overrides."""
+    cfg = OmegaConf.load(CONF / group / f"{name}.yaml")
+    cfg.pop("defaults", None)
+    return OmegaConf.merge(cfg, override)
+
+
+def store_config(cache_dir, network: str = "synthnet", layer: str = "conv5", quantile: float = 0.01,
+                 **network_override):
+    """The parts of a run config that `pipeline.prepare_activation_store` reads."""
+    features = {"_target_": "net2vec.features.extract.Extraction", "dtype": "float32", "batch_size": 10,
+                "num_workers": 0, "accelerator": "cpu", "progress": False}
+    return OmegaConf.create({"network": group_config("network", network, **network_override), "layer": layer,
+                             "paths": {"cache_dir": str(cache_dir)}, "features": features,
+                             "probe": {"quantile": quantile}})

@@ -9,7 +9,8 @@ import torch
 from cls_reference import (ClsData, initial_weights, reference_probe, synthetic_cls, train_concept_original,
                            train_concept_weighted, val_balanced_accuracy)
 from net2vec.data.datamodules import ClassificationDataModule
-from net2vec.probes.classification import ClassificationProbe, negative_weights, pooled_features
+from net2vec.data.datamodules import pooled_features
+from net2vec.probes.classification import ClassificationProbe, negative_weights
 from net2vec.probes.subsets import subset_masks, top_filters
 
 

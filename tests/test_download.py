@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from net2vec.data import ensure_dataset
+from net2vec.pipeline import ensure_dataset
 from net2vec.data.broden import DatasetError
 from net2vec.data.download import DownloadError, download_broden, main
 

@@ -14,15 +14,15 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, TINY
 from net2vec.analysis import evaluate
-from net2vec.data import ensure_dataset
+from net2vec.pipeline import ensure_dataset
 from net2vec.data.concept_store import prepare_concept_store
-from net2vec.experiments import ExperimentError, run
+from net2vec.experiments import ExperimentError, context, run
 from net2vec.experiments.ablation import ablation_test, ablated
 from net2vec.experiments.alignment import (alignment_ratio, concept_loadings, random_rotation, rotate, rotated_source,
                                            rotation_test)
 from net2vec.experiments.common import dissect
 from net2vec.experiments.robustness import parse, patch_index, robustness_test, shuffle_patches
-from net2vec.features.extract import prepare_activation_store
+from net2vec.pipeline import prepare_activation_store
 
 
 def experiments_config(workdir: Path, *overrides: str):
@@ -101,7 +101,7 @@ def test_rotation_removes_planted_detectors_but_not_the_all_filter_probe(planted
     values = np.sort(source.activations(np.arange(store.num_images)).transpose(1, 0, 2, 3).reshape(store.num_filters, -1), 1)
     m = int(np.ceil(0.005 * values.shape[1]))
     assert np.allclose(source.thresholds, values[:, -m - 1])   # exact top-τ threshold of the rotated values
-    table = rotation_test(cfg, concepts, store, seeds=[0, 1], probe=True)
+    table = rotation_test(context(cfg), concepts, store, seeds=[0, 1], probe=True)
     unique = np.array(table["unique"], float)
     probe = np.array(table["all_filter_iou"], float)
     assert unique[0] >= 1.5 * unique[1:].max(), unique       # axis-aligned planted concepts lose detectors
@@ -112,7 +112,7 @@ def test_rotation_removes_planted_detectors_but_not_the_all_filter_probe(planted
 
 def test_noise_100_lowers_detector_counts(synthnet):
     cfg, concepts, store = synthnet
-    table = robustness_test(cfg, concepts, store, ["noise:100"])
+    table = robustness_test(context(cfg), concepts, store, ["noise:100"])
     clean, noisy = table.rows
     assert table["condition"] == ["clean", "noise:100"]
     assert noisy[table.columns.index("unique")] < clean[table.columns.index("unique")]
@@ -122,7 +122,7 @@ def test_noise_100_lowers_detector_counts(synthnet):
 def test_ablating_the_most_tied_units_hurts_the_class_more(synthnet):
     cfg, concepts, store = synthnet
     result = dissect(concepts, store)
-    table, info = ablation_test(cfg, concepts, result, {"split": "all", "tied": 3, "sizes": [16, 32, 64]})
+    table, info = ablation_test(context(cfg), concepts, result, {"split": "all", "tied": 3, "sizes": [16, 32, 64]})
     most = np.mean([r[2] for r in table.rows if r[0] == "most"])
     least = np.mean([r[2] for r in table.rows if r[0] == "least"])
     assert most < least, table.rows

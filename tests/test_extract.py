@@ -4,6 +4,7 @@ weights, layer, input size) and never when incomplete."""
 from pathlib import Path
 
 import h5py
+import hydra
 import numpy as np
 import pytest
 import torch
@@ -12,9 +13,12 @@ from omegaconf import OmegaConf
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic
 from net2vec.features import extract
-from net2vec.features.extract import ActivationStore, ProbeImages, normalise, prepare_activation_store
-from net2vec.features.networks import build_network
+from net2vec.features import store as store_module
+from net2vec.features.extract import ProbeImages, normalise
+from net2vec.features.store import ActivationStore
+from net2vec.pipeline import prepare_activation_store
 from test_thresholds import sort_threshold
+from conftest import store_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
 
@@ -30,15 +34,12 @@ def stores(tmp_path_factory):
 
 
 def make_cfg(base, network="synthnet", layer="conv5", **network_override):
-    net = OmegaConf.merge(OmegaConf.load(CONF / f"{network}.yaml"), {"weights": None, "input_size": 64}, network_override)
-    return OmegaConf.create({"network": net, "layer": layer, "paths": {"cache_dir": str(base / "cache")},
-                             "features": {"dtype": "float32", "batch_size": 10, "num_workers": 0, "progress": False},
-                             "probe": {"quantile": 0.01}, "trainer": {"accelerator": "cpu"}})
+    return store_config(base / "cache", network, layer, 0.01, **{"weights": None, "input_size": 64, **network_override})
 
 
 def direct(cfg, concepts, upto):
     """The network applied by hand (no hooks) to the dataset's preprocessed images."""
-    model = build_network(cfg.network)
+    model = hydra.utils.instantiate(cfg.network).build()
     images = ProbeImages(concepts.attrs["dataset_root"], concepts.images, int(cfg.network.input_size))
     x = normalise(torch.stack([images[i][1] for i in range(len(images))]))
     with torch.no_grad():
@@ -125,10 +126,10 @@ def test_interrupted_write_leaves_nothing_trusted(stores, monkeypatch):
             raise RuntimeError("killed mid-way")
         real_add(self, start, acts)
 
-    real_add = extract.StoreBuilder.add
-    monkeypatch.setattr(extract.StoreBuilder, "add", broken)
+    real_add = store_module.StoreBuilder.add
+    monkeypatch.setattr(store_module.StoreBuilder, "add", broken)
     with pytest.raises(RuntimeError, match="killed"):
         prepare_activation_store(cfg, concepts)
     assert not list((base / "cache" / "activations").glob("synthnet-conv2-*.h5*[!k]"))
-    monkeypatch.setattr(extract.StoreBuilder, "add", real_add)
+    monkeypatch.setattr(store_module.StoreBuilder, "add", real_add)
     assert prepare_activation_store(cfg, concepts).num_images == 24

@@ -144,17 +144,17 @@ def test_only_rank_zero_takes_the_probe_cache_lock(monkeypatch):
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
     from net2vec.probes import fitting
-    from net2vec.probes.segmentation import SegmentationProbe, ddp_loss_scale
+    from net2vec.probes.base import ddp_loss_scale
+    from net2vec.probes.segmentation import SegmentationProbe
 
     assert ddp_loss_scale(SegmentationProbe(2, 3, np.full(2, 0.9))) == 1   # no trainer: no scaling
     taken = []
     monkeypatch.setattr(fitting, "file_lock", lambda path: taken.append(path) or open(os.devnull))
-    monkeypatch.setattr(fitting, "probe_cache_path", lambda cfg, stores: Path("/nonexistent/probe.pt"))
-    monkeypatch.setattr(fitting, "checkpoint_dir", lambda *args, **kwargs: None)
-    monkeypatch.setattr(fitting, "fit", lambda *args: SimpleNamespace(is_global_zero=False))
+    fitter = fitting.Fitter(None, None, Path("/nonexistent"), Path("/nonexistent"), {}, "probe")
+    monkeypatch.setattr(fitter, "fit", lambda *args: SimpleNamespace(is_global_zero=False))
     for rank, locks in ((1, 0), (0, 1)):
         monkeypatch.setattr(rank_zero_only, "rank", rank)
-        fitting.fit_all_filter_probe(None, "module", None, None, Path("/nonexistent"), {})
+        fitter.fit_all_filters("module", None)
         assert len(taken) == locks
         taken.clear()
 

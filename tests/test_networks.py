@@ -1,28 +1,39 @@
 """Networks: every alias resolves to a post-ReLU module with the configured channel count;
 LayerExtractor stops at the layer and equals a direct forward; weights loading and errors."""
-from pathlib import Path
-
+import hydra
 import pytest
 import torch
 import torchvision
-from omegaconf import OmegaConf
 
 from net2vec.features import networks
-from net2vec.features.networks import LayerExtractor, NetworkError, build_network, resolve_layer
+from net2vec.features.hooks import LayerExtractor, NetworkError
+from conftest import group_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
 TORCHVISION = ["alexnet", "vgg16", "googlenet", "resnet18", "resnet50"]
 
 
 def net_cfg(name: str, **override):
-    return OmegaConf.merge(OmegaConf.load(CONF / f"{name}.yaml"), override)
+    return group_config("network", name, **override)
+
+
+def network(name: str, **override):
+    """The network adapter that conf/network/<name>.yaml builds (by its _target_)."""
+    return hydra.utils.instantiate(net_cfg(name, **override))
+
+
+def build_network(cfg):
+    return hydra.utils.instantiate(cfg).build()
+
+
+def resolve_layer(cfg, layer: str, model=None) -> str:
+    return hydra.utils.instantiate(cfg).resolve_layer(layer, model)
 
 
 @pytest.mark.parametrize("name", TORCHVISION + ["synthnet"])
 def test_every_alias_resolves_with_expected_channels(name):
     cfg = net_cfg(name)
     with torch.device("meta"):   # the real module graph, shapes only: no weights, no compute
-        model = networks._build_arch(cfg, weights_given=True)
+        model = hydra.utils.instantiate(cfg).architecture(weights_given=True)
     size = int(cfg.input_size)
     assert set(cfg.layers) == set(cfg.channels)
     for alias, path in cfg.layers.items():

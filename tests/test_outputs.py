@@ -56,14 +56,17 @@ def test_outputs_follow_the_contract(tmp_path, task):
 
 
 @pytest.mark.parametrize("key,value,fragment", [
-    ("task.name", "segm", "task.name"),
+    ("task._target_", None, "task="),
     ("probe.quantile", 1.5, "probe.quantile"),
     ("probe.quantile", 0.0, "probe.quantile"),
     ("probe.subsets", [4, 0], "positive integer"),
 ])
 def test_bad_config_values_fail_in_one_line(key, value, fragment):
-    cfg = OmegaConf.create({"task": {"name": "seg"}, "probe": {"quantile": 0.005, "subsets": []}})
+    cfg = OmegaConf.create({"task": {"_target_": "net2vec.probes.tasks.SegmentationTask", "name": "seg"},
+                            "probe": {"quantile": 0.005, "subsets": []}})
     OmegaConf.update(cfg, key, value)
+    if value is None:
+        del cfg.task[key.split(".")[1]]
     with pytest.raises(ConfigError, match=fragment) as error:
         check_config(cfg)
     assert "\n" not in str(error.value)

@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic
-from net2vec.features.extract import prepare_activation_store
+from net2vec.pipeline import prepare_activation_store
+from conftest import store_config
 from test_thresholds import sort_threshold
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
@@ -19,9 +20,8 @@ def planted(tmp_path_factory):
     base = tmp_path_factory.mktemp("planted")
     concepts = prepare_concept_store(generate_synthetic(base / "syn", images=40, size=64, seed=2, progress=False),
                                      base / "cache", progress=False)
-    net = OmegaConf.merge(OmegaConf.load(CONF / "planted.yaml"), {"filters": 40, "noise_filters": 4, "seed": 3})
-    cfg = OmegaConf.create({"network": net, "layer": "conv5", "paths": {"cache_dir": str(base / "cache")},
-                            "features": {"dtype": "float32"}, "probe": {"quantile": 0.005}})
+    cfg = store_config(base / "cache", "planted", "conv5", 0.005, filters=40, noise_filters=4, seed=3)
+    net = cfg.network
     store = prepare_activation_store(cfg, concepts)
     with h5py.File(store.path) as handle:
         saved = {k: handle[f"planted/{k}"][()] for k in ("weights", "kind", "part")}

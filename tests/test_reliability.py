@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 
 from conftest import compose_config
-from net2vec.data import ensure_dataset
+from net2vec.pipeline import ensure_dataset
 from net2vec.data.concept_store import ConceptStore, prepare_concept_store, store_path
-from net2vec.features.extract import ActivationStore, prepare_activation_store
+from net2vec.features.store import ActivationStore
+from net2vec.pipeline import prepare_activation_store
 from net2vec.pipeline import train
 
 TESTS = Path(__file__).resolve().parent
@@ -92,8 +93,8 @@ else:
     barrier = Path(spec["barrier"]); (barrier / f"ready-{os.getpid()}").touch()
     while len(list(barrier.glob("ready-*"))) < spec["parties"]:
         time.sleep(0.05)
-    from net2vec.data import ensure_dataset
-    from net2vec.features.extract import prepare_activation_store
+    from net2vec.pipeline import ensure_dataset
+    from net2vec.pipeline import prepare_activation_store
     root = ensure_dataset(cfg.data)
     concepts = cs.prepare_concept_store(root, cfg.paths.cache_dir, progress=False)
     acts = prepare_activation_store(cfg, concepts)

@@ -137,7 +137,7 @@ def test_datamodule_batches(data, in_memory):
 
 @pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 def test_device_batches_equal_host_batches(data, device):
-    """Batches gathered and unpacked on the device (probe.device_batches) equal the host's."""
+    """Batches gathered and unpacked on the device (loader.device_batches) equal the host's."""
     host = datamodule(data, batch_size=7, in_memory=True, seed=1)
     on_device = datamodule(data, batch_size=7, in_memory=True, seed=1, device=device)
     host.setup(), on_device.setup()

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from net2vec.data import ensure_dataset
+from net2vec.pipeline import ensure_dataset
 from net2vec.data.broden import BrodenDataset
 from net2vec.data.synthetic import COLORS, OBJECTS, build_catalogue, generate_synthetic, ground_truth, main
 

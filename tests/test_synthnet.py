@@ -10,8 +10,9 @@ from omegaconf import OmegaConf
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic
 from net2vec.features import synthnet
-from net2vec.features.extract import prepare_activation_store
-from net2vec.features.networks import LayerExtractor
+from net2vec.pipeline import prepare_activation_store
+from conftest import store_config
+from net2vec.features.hooks import LayerExtractor
 from net2vec.features.synthnet import SynthNet, ensure_synthnet, load_synthnet, train_synthnet
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
@@ -57,10 +58,7 @@ def test_training_is_reproducible_and_cached(tmp_path, monkeypatch):
     assert ensure_synthnet(root, tmp_path / "cache", seed=0, epochs=1) == first
     # network=synthnet, weights: auto -> the cached checkpoint
     concepts = prepare_concept_store(root, tmp_path / "cache", progress=False)
-    net = OmegaConf.merge(OmegaConf.load(CONF / "synthnet.yaml"), {"epochs": 1, "input_size": 64})
-    cfg = OmegaConf.create({"network": net, "layer": "conv5", "paths": {"cache_dir": str(tmp_path / "cache")},
-                            "features": {"dtype": "float32", "progress": False}, "probe": {"quantile": 0.01},
-                            "trainer": {"accelerator": "cpu"}})
+    cfg = store_config(tmp_path / "cache", "synthnet", "conv5", 0.01, epochs=1, input_size=64)
     store = prepare_activation_store(cfg, concepts)
     assert store.attrs["weights"] == f"auto:{first.name}" and store.map_size == (4, 4)
 
@@ -107,12 +105,10 @@ def test_trained_filters_beat_random_init(tmp_path):
     and scored on val, reach >= 1.3x the set IoU of a random init's (measured: 0.068 vs 0.050)."""
     root = generate_synthetic(tmp_path / "syn", images=600, size=128, seed=0, progress=False)
     concepts = prepare_concept_store(root, tmp_path / "cache", progress=False)
-    base = {"layer": "conv5", "paths": {"cache_dir": str(tmp_path / "cache")}, "probe": {"quantile": 0.02},
-            "features": {"dtype": "float32", "progress": False}, "trainer": {"accelerator": "cpu"}}
     scores = {}
     for weights in ("auto", None):
-        net = OmegaConf.merge(OmegaConf.load(CONF / "synthnet.yaml"), {"weights": weights, "epochs": 24})
-        store = prepare_activation_store(OmegaConf.create({**base, "network": net}), concepts)
+        cfg = store_config(tmp_path / "cache", "synthnet", "conv5", 0.02, weights=weights, epochs=24)
+        store = prepare_activation_store(cfg, concepts)
         scores[weights] = best_filter_iou(store, concepts)
     trained, random = scores["auto"].mean(), scores[None].mean()
     print(f"mean best-filter val IoU: trained {trained:.3f}, random init {random:.3f} over {len(scores[None])} concepts")

@@ -9,9 +9,7 @@ class ConfigError(ValueError):
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Fail fast on values that would otherwise fail late or silently (task, τ, subsets)."""
-    if cfg.task.name not in ("seg", "cls"):
-        raise ConfigError(f"task.name={cfg.task.name!r}: expected 'seg' or 'cls'")
+    """Fail fast on values that would otherwise fail late or silently (task, τ, subsets, layer)."""
     quantile = cfg.probe.quantile
     if not isinstance(quantile, (int, float)) or not 0.0 < float(quantile) < 1.0:
         raise ConfigError(f"probe.quantile={quantile!r}: τ must lie strictly between 0 and 1")
@@ -21,22 +19,20 @@ def check_config(cfg: DictConfig) -> None:
     for size in subsets:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ConfigError(f"probe.subsets contains {size!r}: each F must be a positive integer")
+    if "_target_" not in cfg.task:
+        raise ConfigError(f"task={cfg.task.get('name')!r}: a task config needs a _target_ (see conf/task/)")
     if "network" in cfg and "layer" in cfg:
         check_layer(cfg)
 
 
 def check_layer(cfg: DictConfig) -> None:
-    """The layer is an alias of the network (or, for a real network, one of its modules), and every
-    F fits its K when the network's config lists the layer's channels: fail before any store is built."""
-    network, layer = cfg.network, str(cfg.layer)
-    aliases = dict(network.get("layers") or {})
-    if layer not in aliases:
-        if network.get("arch") == "planted":
-            raise ConfigError(f"layer={layer!r}: network planted has only the layers {', '.join(aliases)}")
-        from net2vec.features.networks import resolve_layer
+    """The layer is an alias of the network (or one of its modules), and every F fits its K when the
+    network's config lists the layer's channels: fail before any store is built."""
+    import hydra   # local: keeps `train.py --help` and bad-value errors free of the torch import
 
-        resolve_layer(network, layer)                   # NetworkError naming the aliases and modules
-    channels = (network.get("channels") or {}).get(layer)
+    network = hydra.utils.instantiate(cfg.network)
+    network.resolve_layer(str(cfg.layer))             # NetworkError naming the aliases and modules
+    channels = (cfg.network.get("channels") or {}).get(str(cfg.layer))
     if channels is not None:
         check_subsets(list(cfg.probe.subsets), int(channels))
 

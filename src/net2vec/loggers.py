@@ -25,9 +25,8 @@ def wandb_logged_in() -> bool:
         return False
 
 
-def build_logger(cfg: DictConfig):
-    """Instantiate the configured Lightning logger, or return None for `logger=none`."""
-    logger_cfg = cfg.get("logger")
+def build_logger(logger_cfg: DictConfig | None):
+    """Instantiate the configured Lightning logger (config group ``logger``), or None for `logger=none`."""
     if not logger_cfg or "_target_" not in logger_cfg:
         return None
     logger_cfg = OmegaConf.to_container(logger_cfg, resolve=True)
@@ -107,6 +106,14 @@ class MonotonicSteps(Logger):
         return getattr(self.inner, name)
 
 
+def finish_logger(logger) -> None:
+    """Close the W&B run (other loggers need nothing)."""
+    if logger is not None and type(logger).__name__ == "WandbLogger":
+        import wandb   # local: wandb is slow to import and only needed here
+
+        wandb.finish()
+
+
 def log_run_extras(logger, run_dir: Path, header: list[str], rows: list[list], summary: dict) -> None:
     """Log the per-concept table, the summary and the embeddings to W&B (other loggers: summary only)."""
     if logger is None:
@@ -117,7 +124,7 @@ def log_run_extras(logger, run_dir: Path, header: list[str], rows: list[list], s
     logger.log_metrics(flat)
     if type(logger).__name__ != "WandbLogger":
         return
-    import wandb
+    import wandb   # local: slow to import, and only needed with logger=wandb
 
     logger.log_table(key="results", columns=header, data=rows)
     artifact = wandb.Artifact(name=f"embeddings-{logger.experiment.id}", type="embeddings")

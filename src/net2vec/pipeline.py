@@ -1,30 +1,38 @@
-"""`train(cfg)`: the whole flow of one run, from the probe dataset to the run's three files.
+"""The composition root: `train(cfg)` builds every part from the config and wires them.
 
-    dataset -> concept store -> activation store -> probes (single, all, top-F) -> outputs
+    dataset -> concept store -> activation store -> task (single, all, top-F) -> outputs
 
-Every stage is cached on disk and reused; wall time per stage goes into summary.json.
-Under DDP every rank runs this function (Lightning reruns the command for ranks ≥ 1 at the first
-fit, once rank 0 has built the stores); only rank 0 writes the run's files and logs the extras.
+Each part is built by ``hydra.utils.instantiate`` from its config group (``_target_``): the
+dataset source (``data``), the network adapter or planted source (``network``), the extraction
+settings (``features``), the task with its DataModule and probe-module factories (``task``),
+the Trainer factory (``trainer``) and the logger. Parts receive plain values and objects; this
+module is the only one that reads the whole config (docs/architecture.md). Every stage is cached
+on disk and reused; wall time per stage goes into summary.json.
+
+Under DDP every rank runs `train` (Lightning reruns the command for ranks ≥ 1 at the first fit,
+once rank 0 has built the stores); only rank 0 writes the run's files and logs the extras.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from net2vec.config import check_config
-from net2vec.data import ensure_dataset
-from net2vec.data.concept_store import prepare_concept_store
-from net2vec.features.extract import prepare_activation_store
-from net2vec.loggers import MonotonicSteps, build_logger, log_run_extras
+from net2vec.data.concept_store import ConceptStore, prepare_concept_store
+from net2vec.features.store import ActivationStore
+from net2vec.loggers import MonotonicSteps, build_logger, finish_logger, log_run_extras
 from net2vec.memory import return_large_buffers_to_os
 from net2vec.outputs import format_summary_table, results_rows, write_outputs
+from net2vec.probes.fitting import Fitter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,15 @@ class StageTimer:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
+@dataclass
+class Stores:
+    """What a run reads: the dataset root, its concept store, and the layer's activation store."""
+
+    root: Path
+    concepts: ConceptStore
+    activations: ActivationStore
+
+
 def run_dir_of(cfg: DictConfig) -> Path:
     """The run directory: `paths.output_dir` when set, else Hydra's runtime output directory."""
     output_dir = cfg.paths.get("output_dir") if "paths" in cfg else None
@@ -54,7 +71,47 @@ def run_dir_of(cfg: DictConfig) -> Path:
         raise ValueError("paths.output_dir is unset and no Hydra run is active") from None
 
 
+def ensure_dataset(data_cfg) -> Path:
+    """The root of the dataset `data_cfg` (config group ``data``) names, generated/downloaded if asked."""
+    return hydra.utils.instantiate(data_cfg).prepare()
+
+
+def prepare_activation_store(cfg: DictConfig, concepts, layer: str | None = None,
+                             transform=None) -> ActivationStore:
+    """The activation store of ``cfg.network`` at `layer` (default ``cfg.layer``) on `concepts`."""
+    network = hydra.utils.instantiate(cfg.network)
+    return network.activation_store(concepts, str(layer or cfg.layer), float(cfg.probe.quantile),
+                                    cfg.paths.cache_dir, hydra.utils.instantiate(cfg.features), transform)
+
+
+def prepare_stores(cfg: DictConfig, timer: StageTimer | None = None) -> Stores:
+    """Dataset, concept store and activation store of the run (each built once, then reused)."""
+    timer = timer or StageTimer()
+    with timer("dataset"):
+        root = ensure_dataset(cfg.data)
+    with timer("concept_store"):
+        concepts = prepare_concept_store(root, Path(cfg.paths.cache_dir))
+    with timer("activation_store"):
+        activations = prepare_activation_store(cfg, concepts)
+    log.info("activation store: %s (%d images, %d filters, %dx%d)", activations.path, activations.num_images,
+             activations.num_filters, *activations.map_size)
+    return Stores(root, concepts, activations)
+
+
+def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitter:
+    """The Fitter of the run: Trainer factory, logger, probe cache, and the key of its inputs."""
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    for part in ("default_subsets", "datamodule", "module"):   # how data are loaded never changes a probe
+        task.pop(part, None)
+    key = {"stores": {"concepts": stores.concepts.path.name, "activations": stores.activations.path.name},
+           "task": task, "seed": cfg.seed, "trainer": {"max_epochs": cfg.trainer.max_epochs}}
+    trainer = hydra.utils.instantiate(cfg.trainer, _partial_=True)
+    name = f"{cfg.network.name}-{cfg.layer}-{cfg.task.name}"
+    return Fitter(trainer, logger, run_dir, cfg.paths.cache_dir, key, name)
+
+
 def short_config(cfg: DictConfig) -> dict:
+    """The configuration in short, for summary.json."""
     return {
         "network": cfg.network.name, "layer": cfg.layer, "weights": cfg.network.get("weights"),
         "task": cfg.task.name, "data": cfg.data.name, "data_root": str(cfg.data.root),
@@ -72,31 +129,22 @@ def train(cfg: DictConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
     started = time.perf_counter()
-    with timer("dataset"):
-        root = ensure_dataset(cfg.data)
-    with timer("concept_store"):
-        concepts = prepare_concept_store(root, Path(cfg.paths.cache_dir))
-    with timer("activation_store"):
-        activations = prepare_activation_store(cfg, concepts)
-    logger = build_logger(cfg)
-    from net2vec.probes.runner import run_probes
-
-    outcome = run_probes(cfg, concepts, activations, MonotonicSteps.wrap(logger), timer, run_dir)
+    stores = prepare_stores(cfg, timer)
+    logger = build_logger(cfg.get("logger"))
+    task = hydra.utils.instantiate(cfg.task)
+    fitter = build_fitter(cfg, MonotonicSteps.wrap(logger), run_dir, stores)
+    outcome = task.run(stores.concepts, stores.activations, list(cfg.probe.subsets), fitter, timer)
     if rank_zero_only.rank != 0:
         return {}
     timer.seconds["total"] = time.perf_counter() - started
-    stores = {"concept_store": str(concepts.path), "activation_store": str(activations.path)}
+    paths = {"concept_store": str(stores.concepts.path), "activation_store": str(stores.activations.path)}
     attrs = {"network": cfg.network.name, "layer": str(cfg.layer), "task": cfg.task.name,
-             "dataset": str(root), "quantile": float(cfg.probe.quantile),
+             "dataset": str(stores.root), "quantile": float(cfg.probe.quantile),
              "weights": str(cfg.network.get("weights"))}
-    summary = write_outputs(outcome, run_dir, short_config(cfg), timer.seconds, stores, attrs)
+    summary = write_outputs(outcome, run_dir, short_config(cfg), timer.seconds, paths, attrs)
     header, rows = results_rows(outcome)
     log_run_extras(logger, run_dir, header, rows, summary)
-    if logger is not None and type(logger).__name__ == "WandbLogger":
-        import wandb
-
-        wandb.finish()
+    finish_logger(logger)
     print(format_summary_table(summary))
     print(f"run directory: {run_dir}")
     return summary
-

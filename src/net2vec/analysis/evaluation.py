@@ -21,6 +21,7 @@ from net2vec.analysis.experiment_pages import add_experiment_pages, is_experimen
 from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run, load_runs
 from net2vec.analysis.table import Table
+from net2vec.loggers import wandb_logged_in
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +163,7 @@ def _log_wandb(cfg: DictConfig, report: Report) -> None:
     logger = OmegaConf.to_container(cfg.logger, resolve=False) if cfg.get("logger") else None
     if not isinstance(logger, dict) or not str(logger.get("_target_", "")).endswith("WandbLogger"):
         return
-    import wandb
-
-    from net2vec.loggers import wandb_logged_in
+    import wandb   # local: slow to import, and only needed with logger=wandb
 
     plain = {k: v for k, v in logger.items() if isinstance(v, str) and "${" not in v}
     offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_logged_in() \

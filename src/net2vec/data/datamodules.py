@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from net2vec.data.device_batches import DeviceBatches
+from net2vec.data.device_batches import DeviceBatches, batch_device
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,15 @@ def shard_of(datamodule: pl.LightningDataModule) -> tuple[int, int]:
     """(rank, world size) of the trainer the datamodule is attached to; (0, 1) when there is none."""
     trainer = datamodule.trainer
     return (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
+
+
+def pooled_features(activations: torch.Tensor | np.ndarray, threshold=None) -> torch.Tensor:
+    """(n, K) float32 spatial means of (n, K, h, w) activations; of I(A_k > T_k) if ``threshold`` (K,)."""
+    acts = torch.as_tensor(np.asarray(activations) if isinstance(activations, np.ndarray) else activations)
+    if threshold is not None:
+        acts = acts > torch.as_tensor(np.asarray(threshold), dtype=acts.dtype).view(1, -1, 1, 1)
+    return acts.float().mean((2, 3))
+
 
 
 class EpochShuffle(torch.utils.data.Sampler):
@@ -75,7 +84,8 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def __init__(self, concept_store, activation_store, batch_size: int = 64,
                  in_memory: bool | str = "auto", num_workers: int = 0, seed: int = 0,
-                 memory_budget: int = MEMORY_BUDGET, device: str | None = None) -> None:
+                 memory_budget: int = MEMORY_BUDGET, device: str | None = None, memory_gib: float | None = None,
+                 device_batches: bool | str = False, accelerator: str = "cpu", devices=1) -> None:
         super().__init__()
         if in_memory not in (True, False, "auto"):
             raise ValueError(f"in_memory={in_memory!r}: expected true, false or 'auto'")
@@ -88,7 +98,11 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.pair_count = np.diff(offsets)
         self.rows = {split: np.flatnonzero((np.asarray(concept_store.split) == split) & (self.pair_count > 0))
                      for split in (0, 1)}
+        if memory_gib is not None:
+            memory_budget = int(float(memory_gib) * 2**30)
         self.in_memory = self._fits(memory_budget) if in_memory == "auto" else bool(in_memory)
+        if device is None:
+            device = batch_device(device_batches, accelerator, devices)
         self._maps = self._map_pos = self._packed = None
         # device: assemble batches on this device from in-memory data held there (DeviceBatches)
         self.device, self._device_batches = (device if self.in_memory else None), None
@@ -232,8 +246,6 @@ class ClassificationDataModule(pl.LightningDataModule):
         """(N, K) float32: the store's pooled means, or the thresholded fractions read in chunks."""
         if self.threshold is None:
             return torch.from_numpy(np.asarray(self.activations.pooled(), dtype=np.float32))
-        from net2vec.probes.classification import pooled_features
-
         rows = np.arange(self.activations.num_images)
         parts = [pooled_features(self.activations.activations(rows[i:i + READ_CHUNK]), self.threshold)
                  for i in tqdm(range(0, len(rows), READ_CHUNK), desc="thresholded features", leave=False)]

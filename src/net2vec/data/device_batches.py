@@ -2,7 +2,7 @@
 
 At BRODEN size the CPU cannot feed a GPU probe: unpacking one batch's masks (64 images × ~15
 pairs × 113² bits) and copying them as floats costs more than the probe's whole step. With
-``probe.device_batches`` the in-memory data (thresholded maps as bool, masks bit-packed as
+``loader.device_batches`` the in-memory data (thresholded maps as bool, masks bit-packed as
 uint8: ~4 GiB for BRODEN at 13×13 / 113×113) are moved to the GPU once, and every batch is
 gathered and unpacked there; the DataLoader only hands out row numbers.
 """
@@ -12,6 +12,17 @@ import numpy as np
 import torch
 
 BITS = torch.arange(7, -1, -1, dtype=torch.uint8)   # np.packbits order: most significant bit first
+
+
+def batch_device(device_batches: bool | str, accelerator: str, devices) -> str | None:
+    """'cuda' when the probes train on one GPU and ``device_batches`` (true | auto) allows it:
+    the in-memory data then sit on the GPU and batches are assembled there; else None."""
+    accelerator = str(accelerator)
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    single = devices in (1, "1") or (devices == "auto" and torch.cuda.device_count() == 1)
+    if device_batches is False or not (on_gpu and single and torch.cuda.is_available()):
+        return None
+    return "cuda"
 
 
 class DeviceBatches:

@@ -20,19 +20,25 @@ import json
 import logging
 from pathlib import Path
 
+import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from net2vec.config import check_config
+from net2vec.data.datamodules import SegmentationDataModule
 from net2vec.experiments.ablation import ablation_test, run_ablation
 from net2vec.experiments.alignment import concept_loadings, pca_test, random_rotation, rotate, rotation_test, run_alignment
-from net2vec.experiments.common import ExperimentError, TransformedActivations, detector_counts, dissect
+from net2vec.experiments.common import (ExperimentError, TransformedActivations, at_quantile, detector_counts, dissect,
+                                        dissect_kwargs)
+from net2vec.experiments.context import ExperimentContext
 from net2vec.experiments.robustness import perturbed_store, robustness_test, run_robustness
 from net2vec.experiments.summaries import layer_summaries, run_summaries
+from net2vec.pipeline import prepare_activation_store, prepare_stores, run_dir_of
 
 log = logging.getLogger(__name__)
 EXPERIMENTS = ("alignment", "robustness", "ablation", "summaries")
-__all__ = ["run", "EXPERIMENTS", "ExperimentError", "TransformedActivations", "dissect", "detector_counts",
-           "random_rotation", "rotate", "rotation_test", "pca_test", "concept_loadings", "robustness_test",
-           "perturbed_store", "ablation_test", "layer_summaries"]
+__all__ = ["run", "context", "ExperimentContext", "EXPERIMENTS", "ExperimentError", "TransformedActivations",
+           "dissect", "detector_counts", "random_rotation", "rotate", "rotation_test", "pca_test",
+           "concept_loadings", "robustness_test", "perturbed_store", "ablation_test", "layer_summaries"]
 
 
 def _selected(cfg: DictConfig) -> list[str]:
@@ -43,23 +49,42 @@ def _selected(cfg: DictConfig) -> list[str]:
     return chosen
 
 
+def context(cfg: DictConfig) -> ExperimentContext:
+    """The experiments' view of the config: network adapter, τ, NetDissect settings, store factory,
+    and the all-filter segmentation probe trainer (``task``, ``trainer``)."""
+    task = hydra.utils.instantiate(cfg.task)
+
+    def store(concepts, layer: str | None = None, transform=None):
+        return prepare_activation_store(cfg, concepts, layer, transform)
+
+    def train_probe(concepts, source):
+        datamodule = SegmentationDataModule(concepts, source, batch_size=int(cfg.task.batch_size), in_memory=True,
+                                            seed=int(cfg.seed))
+        module = task.probe(datamodule, source.num_filters, [])
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False,
+                                          use_distributed_sampler=False)
+        trainer.fit(module, datamodule=datamodule)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        return module
+
+    network = hydra.utils.instantiate(cfg.network)
+    section = (cfg.get("experiments") or {}).get("dissect")
+    return ExperimentContext(network, str(cfg.layer), float(cfg.probe.quantile), dissect_kwargs(section),
+                             Path(cfg.paths.cache_dir), store, train_probe, list(network.layers))
+
+
 def run(cfg: DictConfig) -> dict:
     """Run the experiments listed in ``cfg.experiments.run``; return (and write) their summary."""
-    from net2vec.config import check_config
-    from net2vec.data import ensure_dataset
-    from net2vec.data.concept_store import prepare_concept_store
-    from net2vec.features.extract import prepare_activation_store
-    from net2vec.pipeline import run_dir_of
-
     check_config(cfg)
     chosen = _selected(cfg)
     out_dir = run_dir_of(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    concepts = prepare_concept_store(ensure_dataset(cfg.data), Path(cfg.paths.cache_dir))
-    store = prepare_activation_store(cfg, concepts)
+    stores = prepare_stores(cfg)
+    concepts, store = stores.concepts, stores.activations
+    ctx = context(cfg)
     params = cfg.experiments
     summary: dict = {"network": str(cfg.network.name), "layer": str(cfg.layer)}
-    planted = str(cfg.network.arch) == "planted"
+    planted = not hasattr(ctx.network, "build")
     for name in chosen:
         if planted and name in ("robustness", "ablation"):
             log.warning("experiments: %s skipped (network=planted has no images or model)", name)
@@ -67,25 +92,22 @@ def run(cfg: DictConfig) -> dict:
             continue
         log.info("experiment %s ...", name)
         if name == "alignment":
-            summary[name] = run_alignment(cfg, concepts, store, out_dir, params.alignment)
+            summary[name] = run_alignment(ctx, concepts, store, out_dir, params.alignment)
         elif name == "robustness":
-            summary[name] = run_robustness(cfg, concepts, store, out_dir, params.robustness)
+            summary[name] = run_robustness(ctx, concepts, store, out_dir, params.robustness)
         elif name == "ablation":
-            summary[name] = _ablation(cfg, concepts, out_dir, params.ablation)
+            summary[name] = _ablation(ctx, concepts, out_dir, OmegaConf.to_container(params.ablation, resolve=True))
         else:
-            summary[name] = run_summaries(cfg, concepts, out_dir, params.summaries)
+            summary[name] = run_summaries(ctx, concepts, out_dir, params.summaries)
     (out_dir / "experiments.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"experiments written to {out_dir}")
     return summary
 
 
-def _ablation(cfg: DictConfig, concepts, out_dir: Path, params) -> dict:
+def _ablation(ctx: ExperimentContext, concepts, out_dir: Path, params: dict) -> dict:
     """NetDissect of the ablated layer (its own store), then the ablation sweep."""
-    from net2vec.experiments.common import at_quantile, dissect_kwargs
-    from net2vec.features.extract import prepare_activation_store
-
-    layer = str(params.get("layer") or cfg.layer)
-    quantile = float(params.get("quantile") or cfg.probe.quantile)
-    store = prepare_activation_store(OmegaConf.merge(cfg, {"layer": layer}), concepts)
-    result = dissect(concepts, at_quantile(store, quantile), **dissect_kwargs(cfg))
-    return run_ablation(cfg, concepts, result, out_dir, {**OmegaConf.to_container(params, resolve=True), "layer": layer})
+    layer = str(params.get("layer") or ctx.layer)
+    quantile = float(params.get("quantile") or ctx.quantile)
+    store = ctx.store(concepts, layer)
+    result = dissect(concepts, at_quantile(store, quantile), **ctx.dissect)
+    return run_ablation(ctx, concepts, result, out_dir, {**params, "layer": layer})

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from net2vec.experiments.common import ExperimentError, Table, load_model, pyplot, save_figure
+from net2vec.experiments.common import ExperimentError, Table, pyplot, save_figure
 from net2vec.features.extract import load_image, normalise
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,8 @@ def choose_scene(target: np.ndarray, split: np.ndarray, scene_names, scene) -> i
     return int(np.argmax(counts))
 
 
-def ablation_test(cfg, concepts, result, params) -> tuple[Table, dict]:
+def ablation_test(ctx, concepts, result, params) -> tuple[Table, dict]:
     """Accuracy table as n units (most vs least tied to the scene) are zeroed in ``params.layer``."""
-    from net2vec.features.networks import resolve_layer
-
     scenes, target = scene_targets(concepts)
     split_code = {"train": 0, "val": 1}.get(str(params.get("split", "val")))
     split = np.ones(len(target), bool) if split_code is None else np.asarray(concepts.split) == split_code
@@ -123,10 +121,10 @@ def ablation_test(cfg, concepts, result, params) -> tuple[Table, dict]:
     tied = tied_concepts(concepts, target, scene_class, int(params.get("tied", 3)))
     importance = unit_importance(result.iou, tied)
     order = np.argsort(-importance, kind="stable")
-    model = load_model(cfg, concepts.attrs["dataset_root"])
-    layer = dict(model.named_modules())[resolve_layer(cfg.network, str(params.get("layer", cfg.layer)), model)]
+    model = ctx.model(concepts.attrs["dataset_root"])
+    layer = dict(model.named_modules())[ctx.network.resolve_layer(str(params.get("layer", ctx.layer)), model)]
     rows = np.flatnonzero(split & (target >= 0))
-    images, y = load_split_images(concepts, rows, int(cfg.network.input_size)), target[rows]
+    images, y = load_split_images(concepts, rows, int(ctx.network.input_size)), target[rows]
     table = []
     for n in [0, *[int(s) for s in params.get("sizes", [1, 2, 4, 8, 16, 32])]]:
         n = min(n, len(order))
@@ -161,9 +159,9 @@ def plot_ablation(table: Table, info: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def run_ablation(cfg, concepts, result, out_dir: Path, params) -> dict:
+def run_ablation(ctx, concepts, result, out_dir: Path, params) -> dict:
     """The ablation table and figure into `out_dir`."""
-    table, info = ablation_test(cfg, concepts, result, params)
+    table, info = ablation_test(ctx, concepts, result, params)
     table.to_csv(out_dir / "ablation.csv")
     plot_ablation(table, info, out_dir / "ablation.png")
     return {**info, "rows": table.rows}

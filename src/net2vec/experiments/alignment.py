@@ -22,7 +22,7 @@ import logging
 import numpy as np
 
 from net2vec.experiments.common import (Table, TransformedActivations, at_quantile, detector_counts, dissect,
-                                        dissect_kwargs, pyplot, save_figure)
+                                        pyplot, save_figure)
 
 log = logging.getLogger(__name__)
 
@@ -45,31 +45,24 @@ def rotated_source(store, seed: int, quantile: float) -> TransformedActivations:
     return TransformedActivations(store, lambda acts: rotate(acts, rotation), quantile)
 
 
-def all_filter_iou(cfg, concepts, source) -> float:
+def all_filter_iou(ctx, concepts, source) -> float:
     """Mean validation set IoU of the all-filter segmentation probe trained on `source`'s maps."""
-    from net2vec.data.datamodules import SegmentationDataModule
-    from net2vec.probes.fitting import fit
-    from net2vec.probes.runner import seg_module
-
-    datamodule = SegmentationDataModule(concepts, source, batch_size=cfg.task.batch_size, in_memory=True,
-                                        seed=cfg.seed)
-    module = seg_module(cfg, concepts, source.num_filters, [])
-    fit(cfg, module, datamodule, None, None)
+    module = ctx.train_probe(concepts, source)
     iou, union = module.val_iou[0], module.val_union[0]
     keep = np.asarray(concepts.pixel_level, bool) & (union > 0)
     return float(iou[keep].mean()) if keep.any() else float("nan")
 
 
-def rotation_test(cfg, concepts, store, seeds, probe: bool = True, **dissect_kw) -> Table:
+def rotation_test(ctx, concepts, store, seeds, probe: bool = True, **dissect_kw) -> Table:
     """One row per basis (original, then each seed): unique detectors per category, mean IoUs."""
-    quantile = float(cfg.probe.quantile)
+    quantile = ctx.quantile
     rows, header = [], None
     bases = [("original", None)] + [(f"rotation_{s}", int(s)) for s in seeds]
     for name, seed in bases:
         source = at_quantile(store, quantile) if seed is None else rotated_source(store, seed, quantile)
         result = dissect(concepts, source, **dissect_kw)
         counts = detector_counts(result, concepts)
-        probe_iou = all_filter_iou(cfg, concepts, source) if probe else float("nan")
+        probe_iou = all_filter_iou(ctx, concepts, source) if probe else float("nan")
         header = header or ["basis", "seed", *counts, "mean_top_iou", "all_filter_iou"]
         rows.append([name, -1 if seed is None else seed, *counts.values(), float(result.top_iou.mean()), probe_iou])
         log.info("axis alignment: %s: %d unique detectors, all-filter IoU %.4f", name, counts["unique"], probe_iou)
@@ -174,13 +167,13 @@ def plot_alignment(rotations: Table, pca: Table, concepts, store, path) -> None:
     save_figure(fig, path)
 
 
-def run_alignment(cfg, concepts, store, out_dir, params) -> dict:
+def run_alignment(ctx, concepts, store, out_dir, params) -> dict:
     """The rotation and PCA tests into `out_dir` (CSV + PNG); returns the summary numbers."""
-    kw = dissect_kwargs(cfg)
-    rotations = rotation_test(cfg, concepts, store, list(params.get("seeds", [0, 1, 2])),
+    kw = ctx.dissect
+    rotations = rotation_test(ctx, concepts, store, list(params.get("seeds", [0, 1, 2])),
                               probe=bool(params.get("probe", True)), **kw)
     summary = summarise_rotations(rotations)
-    result = dissect(concepts, at_quantile(store, float(cfg.probe.quantile)), **kw)
+    result = dissect(concepts, at_quantile(store, ctx.quantile), **kw)
     pca = pca_test(concepts, store, result, int(params.get("pca_concepts", 8)), int(params.get("min_images", 5)))
     rotations.to_csv(out_dir / "alignment_rotation.csv")
     summary.to_csv(out_dir / "alignment_rotation_summary.csv")

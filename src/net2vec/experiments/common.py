@@ -64,9 +64,9 @@ def at_quantile(store, quantile: float):
     return TransformedActivations(store, lambda acts: acts, quantile)
 
 
-def dissect_kwargs(cfg) -> dict:
+def dissect_kwargs(section: dict | None) -> dict:
     """NetDissect settings of ``experiments.dissect`` (batch size, align_corners, detector IoU)."""
-    section = (cfg.get("experiments") or {}).get("dissect") or {}
+    section = section or {}
     return {"batch_size": int(section.get("batch_size", 64)),
             "align_corners": bool(section.get("align_corners", False)),
             "detector_iou": float(section.get("detector_iou", DETECTOR_IOU))}
@@ -143,20 +143,3 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def load_model(cfg, data_root) -> torch.nn.Module:
-    """The network of ``cfg.network`` in eval mode (SynthNet ``weights: auto``: the cached checkpoint)."""
-    from omegaconf import OmegaConf
-
-    from net2vec.features.networks import build_network
-
-    net = cfg.network
-    if str(net.arch) == "planted":
-        raise ExperimentError("network=planted has no images and no model: use a real network (e.g. synthnet)")
-    if str(net.arch) == "synthnet" and str(net.get("weights")) == "auto":
-        from net2vec.features.synthnet import ensure_synthnet
-
-        path = ensure_synthnet(data_root, cfg.paths.cache_dir, int(net.get("train_seed", 0)), int(net.get("epochs", 6)))
-        net = OmegaConf.merge(net, {"weights": str(path)})
-    return build_network(net)

@@ -20,17 +20,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import h5py
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torchvision.transforms.functional as TF
-from torch.utils.data import DataLoader
 
-from net2vec.experiments.common import (ExperimentError, Table, detector_counts, dissect, dissect_kwargs,
+from net2vec.experiments.common import (ExperimentError, Table, detector_counts, dissect,
                                         plot_detector_bars)
-from net2vec.features.extract import (ActivationModule, ProbeImages, StoreBuilder, StoreWriter, cached_store,
-                                      store_file, store_spec)
 
 log = logging.getLogger(__name__)
 KINDS = ("noise", "rotation", "patches")
@@ -98,61 +93,38 @@ def perturb_batch(batch: dict, kind: str, amount: float, seed: int) -> dict:
     return {**batch, "masks": moved}
 
 
-class PerturbedImages(ProbeImages):
-    """The probe images, perturbed."""
+class Perturbation:
+    """An input transform for extraction: ``perturbation(image, row)`` perturbs a uint8 image;
+    ``key`` names it in the activation store's key and file name."""
 
-    def __init__(self, root, names, size: int, kind: str, amount: float, seed: int) -> None:
-        super().__init__(root, names, size)
-        self.kind, self.amount, self.seed = kind, amount, seed
+    def __init__(self, kind: str, amount: float, seed: int) -> None:
+        self.kind, self.amount, self.seed = kind, float(amount), int(seed)
+        self.key = f"{kind}{self.amount:g}-seed{self.seed}"
 
-    def __getitem__(self, i: int):
-        row, image = super().__getitem__(i)
-        return row, perturb_image(image, self.kind, self.amount, self.seed, row)
-
-
-def extract_perturbed(cfg, concepts, spec: dict, key: str, kind: str, amount: float, seed: int, out: Path) -> None:
-    """One predict pass over the perturbed probe images into the HDF5 file `out`."""
-    from net2vec.experiments.common import load_model
-
-    root = Path(str(concepts.attrs["dataset_root"]))
-    images = PerturbedImages(root, concepts.images, spec["input_size"], kind, amount, seed)
-    loader = DataLoader(images, batch_size=int(cfg.features.get("batch_size", 64)), shuffle=False,
-                        num_workers=int(cfg.features.get("num_workers", 0)))
-    module = ActivationModule(load_model(cfg, root), spec["module"])
-    with h5py.File(out, "w") as handle:
-        builder = StoreBuilder(handle, len(images), spec["quantile"], spec["dtype"])
-        trainer = pl.Trainer(accelerator=str(cfg.trainer.get("accelerator", "cpu")), devices=1, logger=False,
-                             enable_checkpointing=False, enable_model_summary=False,
-                             enable_progress_bar=bool(cfg.features.get("progress", True)), callbacks=[StoreWriter(builder)])
-        trainer.predict(module, dataloaders=loader, return_predictions=False)
-        w = handle["activations"].shape[3]
-        builder.finish({**{k: v for k, v in spec.items() if k not in ("quantile", "perturbation")},
-                        "layer": str(cfg.layer), "key": key, "stride": spec["input_size"] / w,
-                        "perturbation": spec["perturbation"]})
+    def __call__(self, image: torch.Tensor, row: int) -> torch.Tensor:
+        return perturb_image(image, self.kind, self.amount, self.seed, row)
 
 
-def perturbed_store(cfg, concepts, perturbation: str, seed: int = 0):
+def perturbed_store(ctx, concepts, perturbation: str, seed: int = 0):
     """The activation store of the perturbed probe images (cached like the clean one)."""
     kind, amount = parse(perturbation)
-    if str(cfg.network.arch) == "planted":
+    if not hasattr(ctx.network, "build"):
         raise ExperimentError("robustness needs images and a network; network=planted has neither")
-    spec = {**store_spec(cfg, concepts), "perturbation": f"{kind}:{amount:g}:seed{seed}"}
-    path, key = store_file(cfg.paths.cache_dir, str(cfg.network.name), f"{cfg.layer}-{kind}{amount:g}", spec)
-    return cached_store(path, key, lambda tmp: extract_perturbed(cfg, concepts, spec, key, kind, amount, seed, tmp))
+    return ctx.store(concepts, transform=Perturbation(kind, amount, seed))
 
 
-def robustness_test(cfg, concepts, store, perturbations, thresholds: str = "clean", seed: int = 0) -> Table:
+def robustness_test(ctx, concepts, store, perturbations, thresholds: str = "clean", seed: int = 0) -> Table:
     """One row per input condition (clean first): unique detectors per category and mean top IoU."""
     if thresholds not in ("clean", "perturbed"):
         raise ExperimentError(f"experiments.robustness.thresholds={thresholds!r}: expected clean or perturbed")
-    kw = dissect_kwargs(cfg)
+    kw = ctx.dissect
     rows, header = [], None
     for spec in ["clean", *perturbations]:
         if spec == "clean":
             result = dissect(concepts, store, **kw)
         else:
             kind, amount = parse(spec)
-            source = perturbed_store(cfg, concepts, spec, seed)
+            source = perturbed_store(ctx, concepts, spec, seed)
             use = store.thresholds if thresholds == "clean" else source.thresholds
             result = dissect(concepts, source, thresholds=use,
                              batch_transform=lambda b, k=kind, a=amount: perturb_batch(b, k, a, seed), **kw)
@@ -169,11 +141,11 @@ def plot_robustness(table: Table, path: Path) -> None:
                        "Detector robustness to input perturbations", path, rotation=40)
 
 
-def run_robustness(cfg, concepts, store, out_dir: Path, params) -> dict:
+def run_robustness(ctx, concepts, store, out_dir: Path, params) -> dict:
     """The robustness table and figure into `out_dir`; returns unique detectors per condition."""
     perturbations = [f"noise:{a}" for a in params.get("noise", [])] + \
         [f"rotation:{d}" for d in params.get("rotation", [])] + [f"patches:{g}" for g in params.get("patches", [])]
-    table = robustness_test(cfg, concepts, store, perturbations, str(params.get("thresholds", "clean")),
+    table = robustness_test(ctx, concepts, store, perturbations, str(params.get("thresholds", "clean")),
                             int(params.get("seed", 0)))
     table.to_csv(out_dir / "robustness.csv")
     plot_robustness(table, out_dir / "robustness.png")

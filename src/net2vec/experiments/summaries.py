@@ -12,9 +12,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from net2vec.experiments.common import Table, at_quantile, detector_counts, dissect, dissect_kwargs, plot_detector_bars
+from net2vec.experiments.common import Table, at_quantile, detector_counts, dissect, plot_detector_bars
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +40,14 @@ def concept_rows(layer: str, result, concepts, top: int) -> list[list]:
     return rows
 
 
-def layer_summaries(cfg, concepts, layers=None, top: int = 3) -> tuple[Table, Table, Table]:
+def layer_summaries(ctx, concepts, layers=None, top: int = 3) -> tuple[Table, Table, Table]:
     """(units table, concepts table, detector counts per layer) over the network's layers."""
-    from net2vec.features.extract import prepare_activation_store
-
-    layers = [str(a) for a in (layers or list(cfg.network.layers))]
+    layers = [str(a) for a in (layers or ctx.layers)]
     units, per_concept, counts = [], [], []
     header = None
     for layer in layers:
-        layer_cfg = OmegaConf.merge(cfg, {"layer": layer})
-        store = prepare_activation_store(layer_cfg, concepts)
-        result = dissect(concepts, at_quantile(store, float(cfg.probe.quantile)), **dissect_kwargs(cfg))
+        store = ctx.store(concepts, layer)
+        result = dissect(concepts, at_quantile(store, ctx.quantile), **ctx.dissect)
         units += unit_rows(layer, result, concepts, top)
         per_concept += concept_rows(layer, result, concepts, top)
         found = detector_counts(result, concepts)
@@ -68,9 +64,9 @@ def plot_layers(counts: Table, path: Path) -> None:
     plot_detector_bars(counts, "layer", {"units", "unique", "detectors"}, "Unique detectors per layer", path)
 
 
-def run_summaries(cfg, concepts, out_dir: Path, params) -> dict:
+def run_summaries(ctx, concepts, out_dir: Path, params) -> dict:
     """The three per-layer tables and the figure into `out_dir`."""
-    units, per_concept, counts = layer_summaries(cfg, concepts, params.get("layers"), int(params.get("top", 3)))
+    units, per_concept, counts = layer_summaries(ctx, concepts, params.get("layers"), int(params.get("top", 3)))
     units.to_csv(out_dir / "layer_units.csv")
     per_concept.to_csv(out_dir / "layer_concepts.csv")
     counts.to_csv(out_dir / "layer_detectors.csv")

@@ -1,13 +1,16 @@
-"""Networks whose layers are probed: torchvision builders, SynthNet, weights and layer names.
+"""Networks whose layers are probed: adapters that build a model and name its layers.
 
-A network config (``conf/network/<name>.yaml``) holds ``name``, ``arch`` (a torchvision builder
-name, ``synthnet`` or ``planted``), ``weights`` (``DEFAULT`` or a torchvision weights-enum name,
-a checkpoint path, ``null`` = random init seeded by ``init_seed``; SynthNet also ``auto``),
-``input_size``, ``layers`` (alias -> module path of a post-ReLU output) and ``channels``.
+A network config (``conf/network/<name>.yaml``) builds an adapter by ``_target_``; the adapter
+takes plain values (``name``, ``arch``, ``weights``, ``input_size``, ``layers`` alias -> module path,
+``channels``) and offers what extraction needs: ``build()`` (the model in eval mode, weights
+loaded), ``weights_key()`` (what identifies the weights in a store key), ``resolve_layer()``,
+``module_names()``, the input normalisation ``mean``/``std``, ``to_maps()`` (a layer's output as
+(B, K, h, w) maps) and ``activation_store()``. :class:`TorchvisionNetwork` covers every
+torchvision classification builder; ``features.synthnet.SynthNetNetwork`` extends it. A new kind
+of network is one adapter class with these methods and one yaml file (docs/architecture.md).
 
-`LayerExtractor` runs a network up to one module only: a forward hook clones that module's
-output and stops the forward pass, so later layers are never computed and later in-place
-operations cannot touch the captured tensor.
+``weights``: ``DEFAULT`` or a torchvision weights-enum name (fetched into the torch hub cache),
+a checkpoint path (a state dict), or ``null`` = random init seeded by ``init_seed``.
 """
 from __future__ import annotations
 
@@ -21,36 +24,108 @@ import torch
 import torchvision
 from torch import nn
 
+from net2vec.features.extract import IMAGENET_MEAN, IMAGENET_STD, extracted_store
+from net2vec.features.hooks import NetworkError
+
 log = logging.getLogger(__name__)
 HEAD_KEYS = ("fc.weight", "classifier.6.weight", "classifier.weight")   # to infer num_classes
+RANDOM = ("null", "none", "random")
 
 
-class NetworkError(ValueError):
-    """A bad network, weights or layer setting (one line)."""
+def is_random(weights) -> bool:
+    """True when `weights` asks for a random initialisation (null / none / random)."""
+    return weights is None or str(weights).lower() in RANDOM
 
 
-def _builder_kwargs(arch: str, weights_given: bool) -> dict:
-    if arch == "googlenet":   # no auxiliary heads; torchvision's init only for random weights
-        return {"aux_logits": False, "init_weights": not weights_given}
-    if arch == "inception_v3":
-        return {"aux_logits": False, "init_weights": not weights_given}
-    return {}
+def is_enum_name(weights) -> bool:
+    """True for a torchvision weights-enum name (DEFAULT, IMAGENET1K_V1 …) that is not a file."""
+    return bool(re.fullmatch(r"[A-Z][A-Z0-9_]*", str(weights))) and not Path(str(weights)).is_file()
 
 
-def _build_arch(net_cfg, weights_given: bool, num_classes: int | None = None) -> nn.Module:
-    arch = str(net_cfg.arch)
-    if arch == "synthnet":
-        from net2vec.features.synthnet import SynthNet
-        return SynthNet(int(net_cfg.get("num_scenes", 16)), int(net_cfg.get("num_objects", 32)))
-    if arch == "planted":
-        raise NetworkError("network=planted has no modules: its activation store is built from the concept masks")
-    if arch not in torchvision.models.list_models():
-        raise NetworkError(f"network.arch={arch!r}: not a torchvision model builder (nor synthnet/planted)")
-    kwargs = _builder_kwargs(arch, weights_given)
-    kwargs.update(dict(net_cfg.get("builder_kwargs") or {}))
-    if num_classes:
-        kwargs["num_classes"] = num_classes
-    return torchvision.models.get_model(arch, weights=None, **kwargs)
+def file_key(path: str | Path) -> str:
+    """A checkpoint file's identity in store keys: resolved path, size and modification time."""
+    path = Path(str(path)).expanduser().resolve()
+    stat = path.stat() if path.is_file() else None
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}" if stat else str(path)
+
+
+class TorchvisionNetwork:
+    """A torchvision classification network, probed at its post-ReLU layers (plain config values)."""
+
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+
+    def __init__(self, name: str, arch: str, weights: str | None = "DEFAULT", input_size: int = 224,
+                 layers: dict | None = None, channels: dict | None = None, last_layer: str | None = None,
+                 init_seed: int = 0, builder_kwargs: dict | None = None) -> None:
+        self.name, self.arch, self.weights = str(name), str(arch), weights
+        self.input_size, self.init_seed = int(input_size), int(init_seed)
+        self.layers = {str(k): str(v) for k, v in dict(layers or {}).items()}
+        self.channels = {str(k): int(v) for k, v in dict(channels or {}).items()}
+        self.last_layer = last_layer
+        self.builder_kwargs = dict(builder_kwargs or {})
+
+    def architecture(self, weights_given: bool, num_classes: int | None = None) -> nn.Module:
+        """The untrained model (torchvision's init only for random weights)."""
+        if self.arch not in torchvision.models.list_models():
+            raise NetworkError(f"network.arch={self.arch!r}: not a torchvision model builder")
+        kwargs = {"aux_logits": False, "init_weights": not weights_given} \
+            if self.arch in ("googlenet", "inception_v3") else {}
+        kwargs.update(self.builder_kwargs)
+        if num_classes:
+            kwargs["num_classes"] = num_classes
+        return torchvision.models.get_model(self.arch, weights=None, **kwargs)
+
+    def build(self, data_root: str | Path | None = None, cache_dir: str | Path | None = None) -> nn.Module:
+        """The network with its weights, in eval mode (``data_root``/``cache_dir``: unused here)."""
+        if is_random(self.weights):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.init_seed)
+                model = self.architecture(weights_given=False)
+        elif is_enum_name(self.weights):
+            member = weights_enum(self.arch, str(self.weights))
+            path = _fetch(member)
+            model = torchvision.models.get_model(self.arch, weights=None, **_enum_kwargs(self.arch, member))
+            load_weights(model, read_checkpoint(path), str(path))
+        else:
+            state = read_checkpoint(self.weights)
+            num_classes = next((state[k].shape[0] for k in HEAD_KEYS if k in state), None)
+            model = self.architecture(weights_given=True, num_classes=num_classes)
+            load_weights(model, state, str(self.weights))
+        return model.eval()
+
+    def weights_key(self, data_root: str | Path | None = None, cache_dir: str | Path | None = None) -> str:
+        """What identifies the weights in the activation store key."""
+        if is_random(self.weights):
+            return f"random(init_seed={self.init_seed})"
+        if is_enum_name(self.weights):
+            return str(weights_enum(self.arch, str(self.weights)))
+        return file_key(self.weights)
+
+    def module_names(self) -> list[str]:
+        """Every module path of the network (built on the meta device: no memory, no weights)."""
+        with torch.device("meta"):
+            model = self.architecture(weights_given=True)
+        return [name for name, _ in model.named_modules() if name]
+
+    def resolve_layer(self, layer: str, model: nn.Module | None = None) -> str:
+        """Module path of `layer`: an alias of ``layers`` or a raw dotted module path."""
+        if str(layer) in self.layers:
+            return self.layers[str(layer)]
+        names = [n for n, _ in model.named_modules() if n] if model is not None else self.module_names()
+        if str(layer) in names:
+            return str(layer)
+        shown = ", ".join(names[:40]) + (f", ... ({len(names) - 40} more)" if len(names) > 40 else "")
+        raise NetworkError(f"layer={layer!r}: not an alias of network {self.name} "
+                           f"({', '.join(self.layers) or 'none'}) nor one of its modules ({shown})")
+
+    def to_maps(self, output: torch.Tensor) -> torch.Tensor:
+        """A layer's output as (B, K, h, w) maps: a CNN's output already is."""
+        return output
+
+    def activation_store(self, concepts, layer: str, quantile: float, cache_dir: str | Path,
+                         extraction, transform=None):
+        """The cached activation store of `layer` on the concept store's images (features.extract)."""
+        return extracted_store(self, concepts, layer, quantile, cache_dir, extraction, transform)
 
 
 def weights_enum(arch: str, name: str):
@@ -116,86 +191,9 @@ def load_weights(model: nn.Module, state: dict, source: str) -> None:
                            f"unexpected {result.unexpected_keys[:4]})")
 
 
-def build_network(net_cfg) -> nn.Module:
-    """The network of `net_cfg` with its weights, in eval mode."""
-    weights = net_cfg.get("weights")
-    arch = str(net_cfg.arch)
-    if weights is None or str(weights).lower() in ("null", "none", "random"):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(net_cfg.get("init_seed", 0)))
-            model = _build_arch(net_cfg, weights_given=False)
-    elif arch == "synthnet":
-        from net2vec.features.synthnet import load_synthnet
-        model = load_synthnet(weights)
-    elif re.fullmatch(r"[A-Z][A-Z0-9_]*", str(weights)) and not Path(str(weights)).is_file():
-        member = weights_enum(arch, str(weights))
-        path = _fetch(member)
-        model = torchvision.models.get_model(arch, weights=None, **_enum_kwargs(arch, member))
-        load_weights(model, read_checkpoint(path), str(path))
-    else:
-        state = read_checkpoint(weights)
-        num_classes = next((state[k].shape[0] for k in HEAD_KEYS if k in state), None)
-        model = _build_arch(net_cfg, weights_given=True, num_classes=num_classes)
-        load_weights(model, state, str(weights))
-    return model.eval()
-
-
 def _enum_kwargs(arch: str, member) -> dict:
     """What torchvision's builder sets when it loads `member` (e.g. GoogLeNet's transform_input)."""
     kwargs = {"num_classes": len(member.meta["categories"])}
     if arch in ("googlenet", "inception_v3"):
         kwargs.update(transform_input=True, aux_logits=False, init_weights=False)
     return kwargs
-
-
-def module_names(net_cfg) -> list[str]:
-    """Every module path of the network (built on the meta device: no memory, no weights)."""
-    with torch.device("meta"):
-        model = _build_arch(net_cfg, weights_given=True)
-    return [name for name, _ in model.named_modules() if name]
-
-
-def resolve_layer(net_cfg, layer: str, model: nn.Module | None = None) -> str:
-    """Module path of `layer`: an alias of ``net_cfg.layers`` or a raw dotted module path."""
-    aliases = dict(net_cfg.get("layers") or {})
-    if str(layer) in aliases:
-        return str(aliases[str(layer)])
-    names = [n for n, _ in model.named_modules() if n] if model is not None else module_names(net_cfg)
-    if str(layer) in names:
-        return str(layer)
-    shown = ", ".join(names[:40]) + (f", ... ({len(names) - 40} more)" if len(names) > 40 else "")
-    raise NetworkError(f"layer={layer!r}: not an alias of network {net_cfg.name} "
-                       f"({', '.join(aliases) or 'none'}) nor one of its modules ({shown})")
-
-
-class _Stop(Exception):
-    pass
-
-
-class LayerExtractor(nn.Module):
-    """model(x) up to the module at `path`; returns a clone of that module's output."""
-
-    def __init__(self, model: nn.Module, path: str) -> None:
-        super().__init__()
-        self.model, self.path = model, path
-        self.module = dict(model.named_modules()).get(path)
-        if self.module is None:
-            raise NetworkError(f"layer {path!r}: no such module in {type(model).__name__}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        captured: list[torch.Tensor] = []
-
-        def hook(module, inputs, output):
-            captured.append(output.detach().clone())
-            raise _Stop
-
-        handle = self.module.register_forward_hook(hook)
-        try:
-            self.model(x)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        if not captured:
-            raise NetworkError(f"layer {self.path!r} was not reached by the forward pass")
-        return captured[0]

@@ -36,10 +36,10 @@ import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from net2vec.features.extract import ActivationStore, StoreBuilder, cached_store, store_file
+from net2vec.features.hooks import NetworkError
+from net2vec.features.store import ActivationStore, StoreBuilder, cached_store, store_file
 
 log = logging.getLogger(__name__)
 KEYS = ("map_size", "filters", "noise_filters", "distributed_parts", "shared_group", "kinds", "noise", "seed",
@@ -47,14 +47,8 @@ KEYS = ("map_size", "filters", "noise_filters", "distributed_parts", "shared_gro
 _STR = h5py.string_dtype("utf-8")
 
 
-def planted_params(net_cfg) -> dict:
-    """The encoding's parameters (defaults of conf/network/planted.yaml)."""
-    cfg = OmegaConf.to_container(net_cfg, resolve=True) if OmegaConf.is_config(net_cfg) else dict(net_cfg)
-    defaults = {"map_size": 8, "filters": 64, "noise_filters": 8, "distributed_parts": 3, "shared_group": [2, 3],
-                "kinds": ["single", "distributed", "shared"], "noise": 0.1, "seed": 0, "categories": None}
-    params = {key: cfg.get(key, defaults[key]) for key in KEYS}
-    params["shared_group"], params["kinds"] = list(params["shared_group"]), list(params["kinds"])
-    return params
+DEFAULTS = {"map_size": 8, "filters": 64, "noise_filters": 8, "distributed_parts": 3, "shared_group": [2, 3],
+            "kinds": ["single", "distributed", "shared"], "noise": 0.1, "seed": 0, "categories": None}
 
 
 def assign(num_concepts: int, params: dict, categories: np.ndarray | None = None
@@ -126,13 +120,13 @@ def planted_block(store, rows: range, weights: np.ndarray, stripe: torch.Tensor,
     return torch.relu(signal * stripe + float(params["noise"]) * torch.from_numpy(noise))
 
 
-def build_planted(cfg, concept_store, params: dict, key: str, out: Path, block: int = 256) -> None:
+def build_planted(concept_store, params: dict, quantile: float, dtype: str, attrs: dict, out: Path,
+                  block: int = 256) -> None:
     """Write the planted store to `out` (streaming over blocks of images)."""
     weights, kind, part = assign(concept_store.num_concepts, params, concept_store.categories)
     stripe = stripes(part, int(params["map_size"]), int(params["distributed_parts"]))
     with h5py.File(out, "w") as handle:
-        builder = StoreBuilder(handle, concept_store.num_images, float(cfg.probe.quantile),
-                               str(cfg.features.get("dtype", "float32")))
+        builder = StoreBuilder(handle, concept_store.num_images, float(quantile), str(dtype))
         for lo in tqdm(range(0, concept_store.num_images, block), desc="planted activations", mininterval=1):
             rows = range(lo, min(lo + block, concept_store.num_images))
             builder.add(lo, planted_block(concept_store, rows, weights, stripe, params))
@@ -140,21 +134,53 @@ def build_planted(cfg, concept_store, params: dict, key: str, out: Path, block: 
         handle["planted/kind"] = np.array(kind, dtype=object).astype(_STR)
         handle["planted/part"] = part
         handle["planted"].attrs["params"] = str(params)
-        builder.finish({"network": "planted", "layer": str(cfg.layer), "module": "planted", "weights": "planted",
-                        "input_size": int(cfg.network.input_size), "key": key,
-                        "dataset": str(concept_store.attrs.get("dataset_root")),
-                        "index_fingerprint": str(concept_store.attrs.get("index_fingerprint")),
-                        "stride": int(cfg.network.input_size) / int(params["map_size"])})
+        builder.finish({**attrs, "stride": attrs["input_size"] / int(params["map_size"])})
 
 
-def prepare_planted_store(cfg, concept_store) -> ActivationStore:
-    """The planted activation store of this dataset and encoding: reuse or build."""
-    params = planted_params(cfg.network)
-    if int(params["filters"]) <= int(params["noise_filters"]):
-        raise ValueError(f"network.filters={params['filters']}: must exceed network.noise_filters={params['noise_filters']}")
-    spec = {"dataset": str(concept_store.attrs.get("dataset_root")),
-            "index_fingerprint": str(concept_store.attrs.get("index_fingerprint")),
-            "network": "planted", "params": params, "layer": str(cfg.layer),
-            "dtype": str(cfg.features.get("dtype", "float32")), "quantile": float(cfg.probe.quantile)}
-    path, key = store_file(cfg.paths.cache_dir, str(cfg.network.name), str(cfg.layer), spec)
-    return cached_store(path, key, lambda tmp: build_planted(cfg, concept_store, params, key, tmp))
+class PlantedSource:
+    """``network=planted``: the activation source that plants a known encoding (module docstring).
+
+    Takes the encoding's parameters as plain values (``conf/network/planted.yaml``); has no model
+    and no images, only the layer alias(es) it answers to."""
+
+    arch = "planted"
+
+    def __init__(self, name: str = "planted", input_size: int = 128, layers: dict | None = None,
+                 channels: dict | None = None, last_layer: str | None = None, weights: str = "planted",
+                 **params) -> None:
+        unknown = sorted(set(params) - set(DEFAULTS))
+        if unknown:
+            raise NetworkError(f"network=planted has no setting {unknown[0]!r}: expected {', '.join(DEFAULTS)}")
+        self.name, self.input_size, self.weights = str(name), int(input_size), weights
+        self.layers = {str(k): str(v) for k, v in dict(layers or {"conv5": "planted"}).items()}
+        self.channels, self.last_layer = dict(channels or {}), last_layer
+        self.params = {key: params.get(key, DEFAULTS[key]) for key in DEFAULTS}
+        self.params["shared_group"], self.params["kinds"] = list(self.params["shared_group"]), list(self.params["kinds"])
+        if self.params["categories"] is not None:
+            self.params["categories"] = list(self.params["categories"])
+        if int(self.params["filters"]) <= int(self.params["noise_filters"]):
+            raise NetworkError(f"network.filters={self.params['filters']}: must exceed "
+                               f"network.noise_filters={self.params['noise_filters']}")
+
+    def resolve_layer(self, layer: str) -> str:
+        """The planted layer answers only to its aliases."""
+        if str(layer) not in self.layers:
+            raise NetworkError(f"layer={layer!r}: network planted has only the layers {', '.join(self.layers)}")
+        return self.layers[str(layer)]
+
+    def activation_store(self, concepts, layer: str, quantile: float, cache_dir: str | Path, extraction,
+                         transform=None) -> ActivationStore:
+        """The planted activation store of this dataset and encoding: reuse or build."""
+        if transform is not None:
+            raise NetworkError("network=planted has no images: input perturbations do not apply")
+        self.resolve_layer(layer)
+        spec = {"dataset": str(concepts.attrs.get("dataset_root")),
+                "index_fingerprint": str(concepts.attrs.get("index_fingerprint")),
+                "network": "planted", "params": self.params, "layer": str(layer),
+                "dtype": str(extraction.dtype), "quantile": float(quantile)}
+        path, key = store_file(cache_dir, self.name, str(layer), spec)
+        attrs = {"network": "planted", "layer": str(layer), "module": "planted", "weights": "planted",
+                 "input_size": self.input_size, "key": key, "dataset": spec["dataset"],
+                 "index_fingerprint": spec["index_fingerprint"]}
+        return cached_store(path, key, lambda tmp: build_planted(concepts, self.params, quantile,
+                                                                 extraction.dtype, attrs, tmp))

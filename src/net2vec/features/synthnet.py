@@ -32,6 +32,9 @@ from torch import nn
 from tqdm import tqdm
 
 from net2vec.cache import atomic_path, file_lock, fingerprint_file
+from net2vec.data.concept_store import prepare_concept_store
+from net2vec.features.hooks import NetworkError
+from net2vec.features.networks import TorchvisionNetwork, file_key, is_random
 
 log = logging.getLogger(__name__)
 INPUT_SIZE = 128
@@ -69,8 +72,6 @@ class SynthNet(nn.Module):
 
 def load_synthnet(path: str | Path) -> SynthNet:
     """SynthNet from a checkpoint written by `train_synthnet`."""
-    from net2vec.features.networks import NetworkError
-
     path = Path(path)
     if not path.is_file():
         raise NetworkError(f"network.weights={str(path)!r}: file not found (weights: auto trains one)")
@@ -155,8 +156,6 @@ def _fit(model: SynthNet, images: torch.Tensor, scene: torch.Tensor, presence: t
 def train_synthnet(data_root: str | Path, out_path: str | Path, epochs: int = EPOCHS, seed: int = 0,
                    cache_dir: str | Path | None = None, batch_size: int = 32, lr: float = 2e-3) -> Path:
     """Train SynthNet on the train split of the dataset at `data_root`; write `out_path` atomically."""
-    from net2vec.data.concept_store import prepare_concept_store
-
     data_root, out_path = Path(data_root), Path(out_path)
     with tempfile.TemporaryDirectory() as scratch:
         store = prepare_concept_store(data_root, cache_dir or scratch, progress=False)
@@ -190,6 +189,44 @@ def ensure_synthnet(data_root: str | Path, cache_dir: str | Path, seed: int = 0,
                 log.info("synthnet: training on %s (%d epochs, seed %d) -> %s", data_root, epochs, seed, path)
                 train_synthnet(data_root, path, epochs, seed, cache_dir)
     return path
+
+
+
+class SynthNetNetwork(TorchvisionNetwork):
+    """The ``synthnet`` network adapter: ``weights: auto`` trains SynthNet once on the probe set
+    (cached per dataset, seed and epochs), or a checkpoint path, or ``null`` (random init)."""
+
+    def __init__(self, name: str = "synthnet", weights: str | None = "auto", input_size: int = INPUT_SIZE,
+                 layers: dict | None = None, channels: dict | None = None, last_layer: str | None = None,
+                 init_seed: int = 0, train_seed: int = 0, epochs: int = EPOCHS, num_scenes: int = 16,
+                 num_objects: int = 32) -> None:
+        super().__init__(name, "synthnet", weights, input_size, layers, channels, last_layer, init_seed)
+        self.train_seed, self.epochs = int(train_seed), int(epochs)
+        self.num_scenes, self.num_objects = int(num_scenes), int(num_objects)
+
+    def architecture(self, weights_given: bool, num_classes: int | None = None) -> nn.Module:
+        return SynthNet(self.num_scenes, self.num_objects)
+
+    def _checkpoint(self, data_root, cache_dir) -> Path | None:
+        if str(self.weights) != "auto":
+            return None
+        if data_root is None or cache_dir is None:
+            raise NetworkError("network.weights=auto: SynthNet trains on the probe set; "
+                               "its dataset root and cache directory are needed")
+        return checkpoint_path(data_root, cache_dir, self.train_seed, self.epochs)
+
+    def build(self, data_root: str | Path | None = None, cache_dir: str | Path | None = None) -> nn.Module:
+        if is_random(self.weights):
+            return super().build()
+        if self._checkpoint(data_root, cache_dir) is not None:
+            return load_synthnet(ensure_synthnet(data_root, cache_dir, self.train_seed, self.epochs))
+        return load_synthnet(self.weights)
+
+    def weights_key(self, data_root: str | Path | None = None, cache_dir: str | Path | None = None) -> str:
+        checkpoint = None if is_random(self.weights) else self._checkpoint(data_root, cache_dir)
+        if checkpoint is not None:
+            return f"auto:{checkpoint.name}"
+        return super().weights_key() if is_random(self.weights) else file_key(self.weights)
 
 
 def main(argv: list[str] | None = None) -> int:

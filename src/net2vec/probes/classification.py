@@ -20,23 +20,15 @@ Under DDP the loss is multiplied by the world size, as for segmentation (``ddp_l
 """
 from __future__ import annotations
 
+import hydra
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from net2vec.metrics.accuracy import BalancedAccuracy
-from net2vec.probes.segmentation import ddp_loss_scale, init_weights
+from net2vec.probes.base import ConceptProbe
 
 BALANCES = ("weight", "resample")
-
-
-def pooled_features(activations: torch.Tensor | np.ndarray, threshold=None) -> torch.Tensor:
-    """(n, K) float32 spatial means of (n, K, h, w) activations; of I(A_k > T_k) if ``threshold`` (K,)."""
-    acts = torch.as_tensor(np.asarray(activations) if isinstance(activations, np.ndarray) else activations)
-    if threshold is not None:
-        acts = acts > torch.as_tensor(np.asarray(threshold), dtype=acts.dtype).view(1, -1, 1, 1)
-    return acts.float().mean((2, 3))
 
 
 def negative_weights(n_pos, n_neg) -> torch.Tensor:
@@ -62,51 +54,38 @@ def as_factory(spec, default):
         return default
     if callable(spec):
         return spec
-    import hydra
-
     return hydra.utils.instantiate(spec)
 
 
-class ClassificationProbe(pl.LightningModule):
+class ClassificationProbe(ConceptProbe):
     """Concept classifiers (S, C, K) + (S, C) on pooled features; see the module docstring.
 
     Heads: the all-filter probe first (unless ``all_filters_head=False``), then one per subset F.
-    ``scheduler=None`` gives StepLR(15, ×0.1); ``scheduler=False`` none.
+    ``scheduler`` defaults to StepLR(15, ×0.1); ``None`` or ``False``: none.
     """
+
+    metric = "acc"
 
     def __init__(self, num_concepts: int, num_filters: int, n_pos=None, n_neg=None, mask=None,
                  subsets=(), balance: str = "weight", ref_batch_size: int = 64, optimizer=None,
-                 scheduler=None, seed: int = 0, initial_weights=None, initial_bias=None,
+                 scheduler=default_scheduler, seed: int = 0, initial_weights=None, initial_bias=None,
                  all_filters_head: bool = True) -> None:
         super().__init__()
         if balance not in BALANCES:
             raise ValueError(f"balance={balance!r}: expected one of {BALANCES}")
-        heads = int(all_filters_head) + len(subsets)
-        mask = torch.ones(heads, num_concepts, num_filters) if mask is None else torch.as_tensor(mask).float()
-        if tuple(mask.shape) != (heads, num_concepts, num_filters):
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match "
-                             f"({heads} heads, C={num_concepts}, K={num_filters})")
         if balance == "weight" and (n_pos is None or n_neg is None):
             raise ValueError("balance='weight' needs the train counts n_pos and n_neg per concept")
         self.save_hyperparameters(ignore=["n_pos", "n_neg", "mask", "optimizer", "scheduler",
                                           "initial_weights", "initial_bias"])
-        self.heads = heads
-        start = init_weights(num_concepts, num_filters, seed) if initial_weights is None \
-            else torch.as_tensor(initial_weights, dtype=torch.float32)
-        self.weight = torch.nn.Parameter(start.expand(heads, num_concepts, num_filters).clone())
+        self.setup_heads(num_concepts, num_filters, mask, subsets, all_filters_head, seed, initial_weights)
         bias = torch.zeros(num_concepts) if initial_bias is None else torch.as_tensor(initial_bias).float()
-        self.bias = torch.nn.Parameter(bias.expand(heads, num_concepts).clone())
-        self.register_buffer("mask", mask)
+        self.bias = torch.nn.Parameter(bias.expand(self.heads, num_concepts).clone())
         neg = negative_weights(n_pos, n_neg) if n_pos is not None else torch.ones(num_concepts)
         self.register_buffer("neg_weight", neg)
-        self.optimizer_factory = as_factory(optimizer, default_optimizer)
-        self.scheduler_factory = None if scheduler is False else as_factory(scheduler, default_scheduler)
-        self.accuracy = BalancedAccuracy(heads * num_concepts)
+        self.set_factories(as_factory(optimizer, default_optimizer),
+                           None if scheduler is None or scheduler is False else as_factory(scheduler, None))
+        self.accuracy = BalancedAccuracy(self.heads * num_concepts)
         self.val_acc: np.ndarray | None = None
-
-    def effective_weights(self) -> torch.Tensor:
-        """(S, C, K) weights with the filters outside each head's subset zeroed."""
-        return self.weight * self.mask
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """(S, n, C) logits b + Σ_k w_k x_k of every head for (n, K) pooled features."""
@@ -134,12 +113,6 @@ class ClassificationProbe(pl.LightningModule):
                                                    self.loss_weights(batch).expand_as(logits), reduction="sum")
         return total / self.hparams.ref_batch_size
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch) * ddp_loss_scale(self)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=max(1, len(batch["image_index"])))
-        return loss
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self(batch)                                              # (S, n, C)
         n = logits.shape[1]
@@ -150,13 +123,5 @@ class ClassificationProbe(pl.LightningModule):
         acc = self.accuracy.compute().view(self.heads, self.hparams.num_concepts).float()
         self.val_acc = acc.cpu().numpy()
         self.accuracy.reset()
-        names = ["val/mean_acc"] if self.hparams.all_filters_head else []
-        names += [f"val/mean_acc_F{size}" for size in self.hparams.subsets]
-        for head, name in enumerate(names):
+        for head, name in enumerate(self.head_names()):
             self.log(name, acc[head].mean(), sync_dist=True)
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

@@ -12,32 +12,23 @@ is one sigmoid and one product with a per-pair coefficient map. Each pair's loss
 the reference batch size (64), so every concept gets, per epoch, the summed gradient of
 one-concept-at-a-time training. Prediction: M > 0.5, i.e. logit > 0.
 
-Under DDP each of the W ranks holds a 1/W share of every batch and DDP averages the ranks'
-gradients, so the training step multiplies the summed loss by W (``ddp_loss_scale``): the
-update is the full batch's, as in one process. Metric states are sums, reduced over ranks.
+Under DDP the training step scales the loss by the world size (probes.base); metric states are
+sums, reduced over ranks.
 """
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from net2vec.metrics.iou import PerImageIoU, SetIoU, ratio
+from net2vec.probes.base import ConceptProbe, init_weights  # noqa: F401  (init_weights: public here too)
 from net2vec.probes.single_filter import pair_slots
 from net2vec.probes.upsample import upsampling_matrices
 
 LOSSES = ("paper", "bce")
-
-
-def init_weights(num_concepts: int, num_filters: int, seed: int) -> torch.Tensor:
-    """(C, K) float32 drawn from U(−1/√K, 1/√K) with a seeded generator."""
-    generator = torch.Generator().manual_seed(int(seed))
-    bound = 1.0 / math.sqrt(num_filters)
-    return (torch.rand(num_concepts, num_filters, generator=generator) * 2 - 1) * bound
 
 
 def pair_maps(weights: torch.Tensor, maps: torch.Tensor, pair_image: torch.Tensor,
@@ -58,12 +49,6 @@ def upsample_rows(z: torch.Tensor, mask_size: tuple[int, int], align_corners: bo
     u_h, u_w_t = upsampling_matrices(mask_size, (h, w), align_corners, z.dtype, z.device)
     rows = u_h @ z.permute(2, 0, 1, 3).reshape(h, -1)                               # (sh, S·P·w)
     return rows.view(mask_size[0], heads * pairs, w).transpose(0, 1).reshape(-1, w), u_w_t
-
-
-def ddp_loss_scale(module: pl.LightningModule) -> int:
-    """W, the trainer's world size (1 when not attached): undoes DDP's mean over ranks' gradients."""
-    trainer = module._trainer
-    return int(trainer.world_size) if trainer is not None else 1
 
 
 class PaperLoss(torch.autograd.Function):
@@ -89,11 +74,13 @@ class PaperLoss(torch.autograd.Function):
         return (slope.view(-1, u_w_t.shape[1]) @ u_w_t.t()).mul_(-grad), None, None, None
 
 
-class SegmentationProbe(pl.LightningModule):
+class SegmentationProbe(ConceptProbe):
     """Concept weights (S, C, K) trained on thresholded maps; see the module docstring.
 
     Heads: the all-filter probe first (unless ``all_filters_head=False``), then one per subset F.
     """
+
+    metric = "iou"
 
     def __init__(self, num_concepts: int, num_filters: int, alpha, mask=None, subsets=(),
                  loss: str = "paper", bias: bool = False, align_corners: bool = True,
@@ -102,29 +89,15 @@ class SegmentationProbe(pl.LightningModule):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r}: expected one of {LOSSES}")
-        mask = torch.ones(1, num_concepts, num_filters) if mask is None else torch.as_tensor(mask).float()
-        heads = int(all_filters_head) + len(subsets)
-        if mask.shape[1:] != (num_concepts, num_filters) or mask.shape[0] != heads:
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match "
-                             f"({heads} heads, C={num_concepts}, K={num_filters})")
         self.save_hyperparameters(ignore=["alpha", "mask", "optimizer", "scheduler", "initial_weights"])
-        self.heads = mask.shape[0]
-        start = init_weights(num_concepts, num_filters, seed) if initial_weights is None \
-            else torch.as_tensor(initial_weights, dtype=torch.float32)
-        self.weight = torch.nn.Parameter(start.expand(self.heads, num_concepts, num_filters).clone())
+        self.setup_heads(num_concepts, num_filters, mask, subsets, all_filters_head, seed, initial_weights)
         self.bias = torch.nn.Parameter(torch.zeros(self.heads, num_concepts)) if bias else None
-        self.register_buffer("mask", mask)
         self.register_buffer("alpha", torch.as_tensor(np.asarray(alpha), dtype=torch.float32))
-        self.optimizer_factory = optimizer or functools.partial(torch.optim.SGD, lr=1e-4, momentum=0.9)
-        self.scheduler_factory = scheduler
+        self.set_factories(optimizer or functools.partial(torch.optim.SGD, lr=1e-4, momentum=0.9), scheduler)
         self.set_iou = SetIoU(self.heads * num_concepts)
         self.per_image = PerImageIoU()
         self.val_iou = self.val_union = None
         self.val_per_image: dict[str, np.ndarray] = {}
-
-    def effective_weights(self) -> torch.Tensor:
-        """(S, C, K) weights with the filters outside each head's subset zeroed."""
-        return self.weight * self.mask
 
     def layer_logits(self, batch: dict) -> torch.Tensor:
         """Z of every head for every pair at layer resolution (S, P, h, w), bias included."""
@@ -159,12 +132,6 @@ class SegmentationProbe(pl.LightningModule):
                 logits, masks.expand_as(logits), weight.expand_as(logits), reduction="sum")
         return total / self.hparams.ref_batch_size
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch) * ddp_loss_scale(self)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=max(1, len(batch["image_index"])))
-        return loss
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if len(batch["pair_concept"]) == 0:  # typed empty state, so a DDP rank without pairs still syncs
             empty = batch["masks"] > 0.5
@@ -189,15 +156,7 @@ class SegmentationProbe(pl.LightningModule):
         self.val_per_image = {k: v.cpu().numpy() for k, v in self.per_image.compute().items()}
         self.set_iou.reset()
         self.per_image.reset()
-        names = ["val/mean_iou"] if self.hparams.all_filters_head else []
-        names += [f"val/mean_iou_F{size}" for size in self.hparams.subsets]
-        for head, name in enumerate(names):
+        for head, name in enumerate(self.head_names()):
             seen = union[head] > 0
             if bool(seen.any()):
                 self.log(name, iou[head][seen].mean(), sync_dist=True)
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

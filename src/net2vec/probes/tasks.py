@@ -1,0 +1,157 @@
+"""Tasks: the probes of one run in the paper's order — single filter, all filters, top-F subsets.
+
+A task is built by ``_target_`` from ``conf/task/<name>.yaml`` with plain values and two
+factories (Hydra ``_partial_``): ``datamodule(concepts, activations)`` and ``module(num_concepts,
+num_filters, …, mask=, subsets=, all_filters_head=)``. :meth:`ProbeTask.run` is the skeleton both
+tasks share (docs/method.md §3–5): build the data, score the single filter, fit the all-filter
+probe (cached), then every top-F subset at once (one head per F, masks from the all-filter |w|),
+and gather a :class:`net2vec.outputs.ProbeOutcome`. Subclasses fill in the steps that differ.
+A new task is one subclass (or any class with ``name``, ``metric`` and ``run``) and one yaml file.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from net2vec.outputs import ProbeOutcome
+from net2vec.probes.fitting import Fitter
+from net2vec.probes.single_filter import single_filter_seg
+from net2vec.config import check_subsets
+from net2vec.probes.subsets import subset_masks, top_filters
+
+
+class ProbeTask:
+    """The shared skeleton of the segmentation and classification tasks (module docstring)."""
+
+    metric = "score"
+
+    def __init__(self, name: str, datamodule: Callable, module: Callable, default_subsets=(), **settings) -> None:
+        self.name, self.datamodule, self.module = str(name), datamodule, module
+        self.default_subsets, self.settings = list(default_subsets), settings
+
+    def run(self, concepts, activations, subsets: list[int], fitter: Fitter, timer) -> ProbeOutcome:
+        """Single filter, all filters (cached) and the top-F subsets of this task's concepts."""
+        num_filters = activations.num_filters
+        listed = check_subsets(list(subsets), num_filters)
+        datamodule = self.datamodule(concepts, activations)
+        datamodule.setup()
+        single = self.single_filter(datamodule, concepts, num_filters, timer)
+        with timer("probe_all_filters"):
+            probe = fitter.fit_all_filters(self.probe(datamodule, num_filters, []), datamodule)
+        weights = probe.effective_weights()[0].detach().cpu().numpy()
+        sizes = self.subset_sizes(listed)
+        parts = {}
+        if sizes:
+            with timer("probe_subsets"):
+                subset_probe = self.probe(datamodule, num_filters, sizes, mask=subset_masks(weights, sizes)[1:])
+                fitter.fit(subset_probe, datamodule, "subsets", subsets=sizes)
+            parts = subset_parts(subset_probe, weights, sizes)
+        return self.outcome(concepts, single, probe, weights, parts, listed)
+
+    def single_filter(self, datamodule, concepts, num_filters: int, timer):
+        """The best single filter per concept, where the task scores it before the probes."""
+        return None
+
+    def subset_sizes(self, listed: list[int]) -> list[int]:
+        """The F values to train (the listed ones; classification adds F = 1)."""
+        return listed
+
+    def probe(self, datamodule, num_filters: int, subsets: list[int], mask=None):
+        """The all-filter probe (no subsets) or the top-F probes (one head per F, no all-filter head)."""
+        raise NotImplementedError
+
+    def outcome(self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]) -> ProbeOutcome:
+        raise NotImplementedError
+
+
+def subset_parts(module, weights_all: np.ndarray, subsets: list[int]) -> dict:
+    """Per F: validation score, weights (zero outside the subset), bias and the kept filters.
+
+    ``module`` holds one head per F (in ``subsets`` order) and no all-filter head."""
+    weights = module.effective_weights().detach().cpu().numpy()
+    bias = module.bias.detach().cpu().numpy() if module.bias is not None else np.zeros(weights.shape[:2])
+    score_val = module.val_score()
+    return {size: {"score_val": score_val[head], "weights": weights[head].astype(np.float32),
+                   "bias": bias[head].astype(np.float32), "filters": top_filters(weights_all, size)}
+            for head, size in enumerate(subsets)}
+
+
+class SegmentationTask(ProbeTask):
+    """Segmentation (docs/method.md §3): concepts with pixel-level annotation, set IoU."""
+
+    metric = "iou"
+
+    def __init__(self, name: str, datamodule: Callable, module: Callable, align_corners: bool = True,
+                 default_subsets=(), **settings) -> None:
+        super().__init__(name, datamodule, module, default_subsets, **settings)
+        self.align_corners = bool(align_corners)
+
+    def single_filter(self, datamodule, concepts, num_filters: int, timer):
+        with timer("single_filter"):
+            batches = tqdm(datamodule.probe_dataloader(), desc="single-filter IoU", mininterval=1, leave=False)
+            return single_filter_seg(batches, concepts.num_concepts, num_filters, concepts.mask_size,
+                                     concepts.split, align_corners=self.align_corners)
+
+    def probe(self, datamodule, num_filters: int, subsets: list[int], mask=None):
+        concepts = datamodule.concepts
+        return self.module(concepts.num_concepts, num_filters, concepts.alpha(), mask=mask, subsets=subsets,
+                           all_filters_head=not subsets)
+
+    def outcome(self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]) -> ProbeOutcome:
+        """Restrict everything to pixel-level concepts and gather the per-image IoUs of val pairs."""
+        keep = np.flatnonzero(concepts.pixel_level)
+        remap = np.full(concepts.num_concepts, -1)
+        remap[keep] = np.arange(len(keep))
+        per_image = single_vs_learned_per_image(single.per_image, probe.val_per_image, remap)
+        for part in parts.values():
+            for key in ("score_val", "weights", "bias", "filters"):
+                part[key] = part[key][keep]
+        return ProbeOutcome(
+            task="seg", names=concepts.names[keep], categories=concepts.categories[keep],
+            label_numbers=concepts.label_numbers[keep], n_train=concepts.n_train[keep],
+            n_val=concepts.n_val[keep], single_filter=single.best[keep],
+            single_scores={"single_iou_train": single.best_iou_train[keep],
+                           "single_iou_val": single.best_iou_val[keep]},
+            score_val=probe.val_iou[0][keep], weights=weights[keep].astype(np.float32),
+            bias=np.zeros(len(keep), np.float32), subsets=parts,
+            filter_scores={"train": single.iou_train[keep], "val": single.iou_val[keep]},
+            per_image=per_image)
+
+
+def single_vs_learned_per_image(single: dict, learned: dict, remap: np.ndarray) -> dict:
+    """Align IoU_ind of the best filter and of the learned weights on the same val pairs."""
+    def keyed(part: dict) -> dict:
+        return {(int(i), int(c)): float(v) for i, c, v in zip(part["image"], part["concept"], part["iou"])}
+
+    best, all_filters = keyed(single), keyed(learned)
+    pairs = sorted(set(best) & set(all_filters))
+    image = np.array([p[0] for p in pairs], dtype=np.int64)
+    concept = np.array([remap[p[1]] for p in pairs], dtype=np.int64)
+    return {"image": image, "concept": concept,
+            "single_iou": np.array([best[p] for p in pairs], dtype=np.float32),
+            "all_iou": np.array([all_filters[p] for p in pairs], dtype=np.float32)}
+
+
+class ClassificationTask(ProbeTask):
+    """Classification (docs/method.md §4): every concept, scene and texture included, balanced
+    accuracy; F = 1 is always trained and is the single filter (§5)."""
+
+    metric = "acc"
+
+    def subset_sizes(self, listed: list[int]) -> list[int]:
+        return sorted(set(listed) | {1})
+
+    def probe(self, datamodule, num_filters: int, subsets: list[int], mask=None):
+        return self.module(datamodule.concepts.num_concepts, num_filters, n_pos=datamodule.n_pos,
+                           n_neg=datamodule.n_neg, mask=mask, subsets=subsets, all_filters_head=not subsets)
+
+    def outcome(self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]) -> ProbeOutcome:
+        single = parts[1] if 1 in listed else parts.pop(1)
+        return ProbeOutcome(
+            task="cls", names=concepts.names, categories=concepts.categories,
+            label_numbers=concepts.label_numbers, n_train=concepts.n_train, n_val=concepts.n_val,
+            single_filter=single["filters"][:, 0], single_scores={"single_acc_val": single["score_val"]},
+            score_val=probe.val_acc[0], weights=weights.astype(np.float32),
+            bias=probe.bias[0].detach().cpu().numpy().astype(np.float32), subsets=parts)

@@ -1,0 +1,79 @@
+"""The package's structure: no import circles between its modules, no function-local imports
+of net2vec modules (the usual way of hiding a circle), and the public names resolve."""
+import ast
+from pathlib import Path
+
+import net2vec
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "net2vec"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(tree: ast.AST, top_level: bool) -> set[str]:
+    """net2vec modules imported at module level (top_level) or inside functions (not top_level)."""
+    found = set()
+    for node in ast.walk(tree):
+        inside = any(isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)) for parent in getattr(node, "parents", []))
+        if inside == top_level:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("net2vec"):
+            found |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("net2vec")}
+    return found
+
+
+def parse(path: Path) -> ast.AST:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            child.parents = [*getattr(node, "parents", []), node]
+    return tree
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in SRC.rglob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        found = imports(parse(path), top_level=True)
+        # `from net2vec.x import y` counts module x.y when y is a submodule, else module x
+        targets = {t for t in found if t in modules and not any(o.startswith(t + ".") for o in found if o in modules)}
+        edges[name] = {t for t in targets if t != name}
+    return edges
+
+
+def test_no_import_circles():
+    edges, state, stack = graph(), {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                cycle = stack[stack.index(nxt):] + [nxt]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node)
+    assert len(edges) > 40
+
+
+def test_no_function_local_imports_of_net2vec_modules():
+    allowed = {"net2vec.features"}   # its __getattr__ imports synthnet lazily (module docstring says why)
+    local = {module_name(p): imports(parse(p), top_level=False) for p in SRC.rglob("*.py")}
+    offenders = {name: sorted(found) for name, found in local.items() if found and name not in allowed}
+    assert offenders == {}
+
+
+def test_public_names_resolve():
+    for name in net2vec.__all__:
+        assert getattr(net2vec, name) is not None, name
