@@ -1,4 +1,5 @@
 """Turn runs into the paper's tables and figures: `python evaluate.py runs=[RUN_DIR,...]`."""
+
 from pathlib import Path
 
 import hydra

@@ -1,4 +1,5 @@
 """Network Dissection follow-ups: `python experiments.py network=synthnet experiments.run=[alignment]`."""
+
 from pathlib import Path
 
 import hydra

@@ -1,4 +1,5 @@
 """Train Net2Vec probes: `python train.py network=alexnet layer=conv5 task=seg`."""
+
 from pathlib import Path
 
 import hydra
@@ -12,7 +13,7 @@ def main(cfg: DictConfig) -> None:
     from net2vec.config import check_config
 
     with one_line_errors():
-        check_config(cfg)                       # bad values fail here, before torch is imported
+        check_config(cfg)  # bad values fail here, before torch is imported
         from net2vec.pipeline import train
 
         train(cfg)

@@ -4,6 +4,7 @@ Every benchmark builds its stores through the real pipeline functions (`pipeline
 `prepare_concept_store`, `pipeline.prepare_activation_store`) under ``--work`` (default
 ``/tmp/net2vec-bench``), so a second run reuses them and times only what it measures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-sys.path.insert(0, str(ROOT / "tests"))   # tests/reference.py: the one-concept-at-a-time loop
+sys.path.insert(0, str(ROOT / "tests"))  # tests/reference.py: the one-concept-at-a-time loop
 os.environ.setdefault("WANDB_MODE", "offline")
 
 
@@ -27,14 +28,19 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--small", action="store_true", help="a quick run (seconds, not minutes)")
     p.add_argument("--work", default="/tmp/net2vec-bench", help="data and store cache directory")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where probes train")
     return p
 
 
 def to_device(batch: dict, device: str) -> dict:
     """A collated batch with its tensors on `device`."""
-    return {key: value.to(device, non_blocking=True) if hasattr(value, "to") else value for key, value in batch.items()}
+    return {
+        key: value.to(device, non_blocking=True) if hasattr(value, "to") else value
+        for key, value in batch.items()
+    }
 
 
 def synchronize(device: str) -> None:
@@ -58,12 +64,20 @@ def setup(args) -> None:
 
 def compose(work: str | Path, *overrides: str):
     """The run config for `overrides` with data, cache and outputs under `work`, CPU, no logger."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     work = Path(work)
-    base = [f"paths.root_dir={work}", f"paths.data_dir={work}/data", f"paths.cache_dir={work}/cache",
-            f"paths.output_dir={work}/run", "logger=none", "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+    base = [
+        f"paths.root_dir={work}",
+        f"paths.data_dir={work}/data",
+        f"paths.cache_dir={work}/cache",
+        f"paths.output_dir={work}/run",
+        "logger=none",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose("config", overrides=[*base, *overrides])
 
@@ -72,8 +86,10 @@ def synthetic_overrides(images: int, size: int, concepts: int | None) -> list[st
     """data=synthetic of this size; a set with extra concepts gets its own root."""
     out = [f"data.images={images}", f"data.size={size}"]
     if concepts:
-        out += [f"data.concepts={concepts}",
-                f"data.root=${{paths.data_dir}}/synthetic-{images}-{size}-${{data.seed}}-c{concepts}"]
+        out += [
+            f"data.concepts={concepts}",
+            f"data.root=${{paths.data_dir}}/synthetic-{images}-{size}-${{data.seed}}-c{concepts}",
+        ]
     return out
 
 
@@ -93,8 +109,10 @@ def machine() -> str:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{platform.machine()} {os.cpu_count()} cores{gpu}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), load {load:.1f}")
+    return (
+        f"{platform.machine()} {os.cpu_count()} cores{gpu}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), load {load:.1f}"
+    )
 
 
 def peak_rss_mib() -> float:

@@ -8,22 +8,21 @@ Network: synthnet (or alexnet) with random weights, on the synthetic probe set. 
   ``LayerExtractor`` forward, results discarded;
 * forward only: the same forward on images already decoded into memory.
 """
+
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 import torch
-from omegaconf import open_dict
-
 from common import Clock, compose, emit, machine, parser, setup, synthetic_overrides
+from omegaconf import open_dict
 
 
 def bare_passes(cfg, concepts, batch_size: int) -> tuple[float, float]:
     """(seconds of forward+load, seconds of forward on preloaded images)."""
-    from torch.utils.data import DataLoader
-
     import hydra
+    from torch.utils.data import DataLoader
 
     from net2vec.features.extract import ProbeImages, normalise
     from net2vec.features.hooks import LayerExtractor
@@ -50,35 +49,56 @@ def main() -> None:
     args = p.parse_args()
     setup(args)
     images = args.images or (120 if args.small else 600)
-    overrides = [f"network={args.network}", "network.weights=null", f"network.input_size={args.size}",
-                 "data=synthetic", *synthetic_overrides(images, args.size, None)]
+    overrides = [
+        f"network={args.network}",
+        "network.weights=null",
+        f"network.input_size={args.size}",
+        "data=synthetic",
+        *synthetic_overrides(images, args.size, None),
+    ]
     cfg = compose(args.work, *overrides)
     from net2vec.data.concept_store import prepare_concept_store
     from net2vec.pipeline import ensure_dataset, prepare_activation_store
 
-    concepts = prepare_concept_store(ensure_dataset(cfg.data), Path(cfg.paths.cache_dir), progress=False)
+    concepts = prepare_concept_store(
+        ensure_dataset(cfg.data), Path(cfg.paths.cache_dir), progress=False
+    )
     with open_dict(cfg):
         cfg.features.progress = False
-    shutil.rmtree(Path(cfg.paths.cache_dir) / "activations", ignore_errors=True)   # time a fresh build
-    bare_passes(cfg, concepts, int(cfg.features.batch_size))                        # warm-up (page cache, allocator)
+    shutil.rmtree(
+        Path(cfg.paths.cache_dir) / "activations", ignore_errors=True
+    )  # time a fresh build
+    bare_passes(cfg, concepts, int(cfg.features.batch_size))  # warm-up (page cache, allocator)
     with Clock() as store_clock:
         acts = prepare_activation_store(cfg, concepts)
     load_s, forward_s = bare_passes(cfg, concepts, int(cfg.features.batch_size))
     n = concepts.num_images
     ratio = store_clock.seconds / load_s
-    record = {"machine": machine(), "network": args.network, "layer": str(cfg.layer), "images": n,
-              "input_size": args.size, "filters": acts.num_filters, "map_size": list(acts.map_size),
-              "store_images_per_s": round(n / store_clock.seconds, 1),
-              "forward_with_loading_images_per_s": round(n / load_s, 1),
-              "forward_only_images_per_s": round(n / forward_s, 1),
-              "ratio_vs_forward_with_loading": round(ratio, 3),
-              "ratio_vs_forward_only": round(store_clock.seconds / forward_s, 3),
-              "targets": {"ratio<=1.3": bool(ratio <= 1.3)}}
-    emit("extraction", record, [
-        f"{args.network} {cfg.layer} random weights, {n} images at {args.size} px -> "
-        f"{acts.num_filters}x{acts.map_size[0]}x{acts.map_size[1]}",
-        f"store {n / store_clock.seconds:.1f} img/s vs forward+load {n / load_s:.1f} img/s "
-        f"(ratio {ratio:.2f}x) vs forward only {n / forward_s:.1f} img/s"])
+    record = {
+        "machine": machine(),
+        "network": args.network,
+        "layer": str(cfg.layer),
+        "images": n,
+        "input_size": args.size,
+        "filters": acts.num_filters,
+        "map_size": list(acts.map_size),
+        "store_images_per_s": round(n / store_clock.seconds, 1),
+        "forward_with_loading_images_per_s": round(n / load_s, 1),
+        "forward_only_images_per_s": round(n / forward_s, 1),
+        "ratio_vs_forward_with_loading": round(ratio, 3),
+        "ratio_vs_forward_only": round(store_clock.seconds / forward_s, 3),
+        "targets": {"ratio<=1.3": bool(ratio <= 1.3)},
+    }
+    emit(
+        "extraction",
+        record,
+        [
+            f"{args.network} {cfg.layer} random weights, {n} images at {args.size} px -> "
+            f"{acts.num_filters}x{acts.map_size[0]}x{acts.map_size[1]}",
+            f"store {n / store_clock.seconds:.1f} img/s vs forward+load {n / load_s:.1f} img/s "
+            f"(ratio {ratio:.2f}x) vs forward only {n / forward_s:.1f} img/s",
+        ],
+    )
 
 
 if __name__ == "__main__":

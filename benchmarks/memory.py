@@ -7,6 +7,7 @@ after imports and store opening, resets the kernel's high-water mark (``/proc/se
 Lightning Trainer for one epoch with validation, and reads the peak (``VmHWM``).
 Flat = the peak does not grow with N beyond the stores' small eager arrays.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,13 @@ from common import compose, emit, machine, parser, planted_stores, setup, synthe
 
 
 def config(args, images: int):
-    return compose(args.work, "network=planted", f"network.filters={args.filters}",
-                   f"network.channels.conv5={args.filters}", *synthetic_overrides(images, args.size, None))
+    return compose(
+        args.work,
+        "network=planted",
+        f"network.filters={args.filters}",
+        f"network.channels.conv5={args.filters}",
+        *synthetic_overrides(images, args.size, None),
+    )
 
 
 def vm(field: str) -> float:
@@ -38,20 +44,41 @@ def child(args) -> None:
     from net2vec.memory import return_large_buffers_to_os
     from net2vec.probes.segmentation import SegmentationProbe
 
-    return_large_buffers_to_os()          # as train(cfg) does
+    return_large_buffers_to_os()  # as train(cfg) does
 
     concepts, acts = planted_stores(config(args, args.child))
     before = vm("VmRSS")
-    with open("/proc/self/clear_refs", "w") as handle:   # reset VmHWM to the current RSS
+    with open("/proc/self/clear_refs", "w") as handle:  # reset VmHWM to the current RSS
         handle.write("5")
     datamodule = SegmentationDataModule(concepts, acts, batch_size=64, in_memory=False, seed=0)
     probe = SegmentationProbe(concepts.num_concepts, acts.num_filters, concepts.alpha(), seed=0)
-    trainer = pl.Trainer(max_epochs=1, accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="gpu" if args.device == "cuda" else "cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(probe, datamodule=datamodule)
-    cuda = {"peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)} if args.device == "cuda" else {}
-    print(json.dumps({"images": args.child, "pairs": int(len(concepts.pair_image)),
-                      "rss_before_mib": round(before, 1), "peak_rss_mib": round(vm("VmHWM"), 1), **cuda}))
+    cuda = (
+        {"peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+        if args.device == "cuda"
+        else {}
+    )
+    print(
+        json.dumps(
+            {
+                "images": args.child,
+                "pairs": int(len(concepts.pair_image)),
+                "rss_before_mib": round(before, 1),
+                "peak_rss_mib": round(vm("VmHWM"), 1),
+                **cuda,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -67,20 +94,47 @@ def main() -> None:
     base = args.images or (150 if args.small else 500)
     rows = []
     for images in (base, 2 * base, 4 * base):
-        planted_stores(config(args, images))   # build the stores here, outside the measured child
-        cmd = [sys.executable, __file__, "--child", str(images), "--work", args.work, "--size", str(args.size),
-               "--filters", str(args.filters), "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
+        planted_stores(config(args, images))  # build the stores here, outside the measured child
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(images),
+            "--work",
+            args.work,
+            "--size",
+            str(args.size),
+            "--filters",
+            str(args.filters),
+            "--device",
+            args.device,
+        ] + (["--threads", str(args.threads)] if args.threads else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads([line for line in out.splitlines() if line.startswith("{")][-1]))
     growth = rows[-1]["peak_rss_mib"] - rows[0]["peak_rss_mib"]
-    train_growth = (rows[-1]["peak_rss_mib"] - rows[-1]["rss_before_mib"]) - (rows[0]["peak_rss_mib"] - rows[0]["rss_before_mib"])
-    record = {"machine": machine(), "device": args.device, "mode": "in_memory=False (streaming from the stores)", "runs": rows,
-              "peak_growth_mib_4x": round(growth, 1), "training_growth_mib_4x": round(train_growth, 1),
-              "targets": {"flat (growth < 10% of peak)": bool(growth < 0.1 * rows[0]["peak_rss_mib"])}}
-    emit("memory", record, [f"N={r['images']:>6} pairs={r['pairs']:>7}: RSS after setup {r['rss_before_mib']:.0f} MiB, "
-                            f"peak {r['peak_rss_mib']:.0f} MiB" + (f", CUDA peak {r['peak_cuda_mib']:.0f} MiB"
-                                                                   if "peak_cuda_mib" in r else "") for r in rows]
-         + [f"N x4: peak grows {growth:.1f} MiB (training part {train_growth:.1f} MiB)"])
+    train_growth = (rows[-1]["peak_rss_mib"] - rows[-1]["rss_before_mib"]) - (
+        rows[0]["peak_rss_mib"] - rows[0]["rss_before_mib"]
+    )
+    record = {
+        "machine": machine(),
+        "device": args.device,
+        "mode": "in_memory=False (streaming from the stores)",
+        "runs": rows,
+        "peak_growth_mib_4x": round(growth, 1),
+        "training_growth_mib_4x": round(train_growth, 1),
+        "targets": {"flat (growth < 10% of peak)": bool(growth < 0.1 * rows[0]["peak_rss_mib"])},
+    }
+    emit(
+        "memory",
+        record,
+        [
+            f"N={r['images']:>6} pairs={r['pairs']:>7}: RSS after setup {r['rss_before_mib']:.0f} MiB, "
+            f"peak {r['peak_rss_mib']:.0f} MiB"
+            + (f", CUDA peak {r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else "")
+            for r in rows
+        ]
+        + [f"N x4: peak grows {growth:.1f} MiB (training part {train_growth:.1f} MiB)"],
+    )
 
 
 def argparse_hidden() -> str:

@@ -12,15 +12,25 @@ network (``network=planted``, K filters), built through the pipeline's cached st
 Both are scored by the same NumPy set IoU on the val images (``reference.val_set_iou``).
 Throughput = train pairs × mask pixels × epochs / batched train time.
 """
-from __future__ import annotations
 
-import numpy as np
-import torch
+from __future__ import annotations
 
 import dataclasses
 
-from common import (Clock, compose, emit, machine, parser, planted_stores, setup, synchronize, synthetic_overrides,
-                    to_device)
+import numpy as np
+import torch
+from common import (
+    Clock,
+    compose,
+    emit,
+    machine,
+    parser,
+    planted_stores,
+    setup,
+    synchronize,
+    synthetic_overrides,
+    to_device,
+)
 
 
 def reference_data(concepts, acts):
@@ -29,10 +39,16 @@ def reference_data(concepts, acts):
 
     maps = torch.from_numpy(acts.thresholded(np.arange(acts.num_images))).float()
     masks = torch.from_numpy(concepts.masks(np.arange(len(concepts.pair_image)))).float()
-    data = PairData(maps, np.asarray(concepts.split), concepts.pair_image.astype(np.int64),
-                    concepts.pair_concept.astype(np.int64), masks, concepts.num_concepts)
+    data = PairData(
+        maps,
+        np.asarray(concepts.split),
+        concepts.pair_image.astype(np.int64),
+        concepts.pair_concept.astype(np.int64),
+        masks,
+        concepts.num_concepts,
+    )
     alpha = concepts.alpha()
-    data.alpha = lambda: alpha   # the store's α (identical formula), not recomputed per concept
+    data.alpha = lambda: alpha  # the store's α (identical formula), not recomputed per concept
     return data
 
 
@@ -44,7 +60,7 @@ def train_batched(probe, datamodule, epochs: int, device: str) -> float:
     shuffle = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
     with Clock() as clock:
         for epoch in range(epochs):
-            shuffle.set_epoch(epoch)            # what Lightning does: a new (seed, epoch) order
+            shuffle.set_epoch(epoch)  # what Lightning does: a new (seed, epoch) order
             for batch in loader:
                 loss = probe.loss(to_device(batch, device))
                 optimizer.zero_grad()
@@ -57,9 +73,17 @@ def train_batched(probe, datamodule, epochs: int, device: str) -> float:
 def train_lightning(probe, datamodule, epochs: int, device: str) -> float:
     import pytorch_lightning as pl
 
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if device == "cuda" else "cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     with Clock() as clock:
         trainer.fit(probe, datamodule=datamodule)
     return clock.seconds
@@ -99,16 +123,27 @@ def main() -> None:
     images = args.images or (300 if args.small else 1000)
     size = args.size or (64 if args.small else 128)
     epochs = args.epochs or (2 if args.small else 3)
-    cfg = compose(args.work, "network=planted", f"network.filters={args.filters}",
-                  f"network.channels.conv5={args.filters}", *synthetic_overrides(images, size, args.concepts))
+    cfg = compose(
+        args.work,
+        "network=planted",
+        f"network.filters={args.filters}",
+        f"network.channels.conv5={args.filters}",
+        *synthetic_overrides(images, size, args.concepts),
+    )
     concepts, acts = planted_stores(cfg)
 
     from net2vec.data.datamodules import SegmentationDataModule
     from net2vec.probes.segmentation import SegmentationProbe, init_weights
 
     C, K = concepts.num_concepts, acts.num_filters
-    datamodule = SegmentationDataModule(concepts, acts, batch_size=64, in_memory=True, seed=0,
-                                        device="cuda" if args.device == "cuda" else None)   # as train(cfg) on one GPU
+    datamodule = SegmentationDataModule(
+        concepts,
+        acts,
+        batch_size=64,
+        in_memory=True,
+        seed=0,
+        device="cuda" if args.device == "cuda" else None,
+    )  # as train(cfg) on one GPU
     datamodule.setup()
     init = init_weights(C, K, 0)
     make = lambda: SegmentationProbe(C, K, concepts.alpha(), initial_weights=init, seed=0)  # noqa: E731
@@ -119,7 +154,9 @@ def main() -> None:
     data = reference_data(concepts, acts)
     seg = np.flatnonzero(concepts.pixel_level & (concepts.n_train > 0))
     ref_w, ref_s = train_reference(data, seg, init, epochs, seed=0, device=args.device)
-    noise_w, _ = train_reference(data, seg, init_weights(C, K, 1), epochs, seed=1000, device=args.device)
+    noise_w, _ = train_reference(
+        data, seg, init_weights(C, K, 1), epochs, seed=1000, device=args.device
+    )
 
     scored = seg[np.isin(seg, data.pair_concept[data.split[data.pair_image] == 1])]
     iou_b = val_ious(data, probe.effective_weights()[0].detach().cpu(), scored)
@@ -128,25 +165,47 @@ def main() -> None:
     pixels = concepts.mask_size[0] * concepts.mask_size[1]
     throughput = train_pairs * pixels * epochs / batched_s
     record = {
-        "machine": machine(), "device": args.device, "images": images, "mask_size": list(concepts.mask_size), "map_size": list(acts.map_size),
-        "concepts_seg": int(len(seg)), "filters": K, "train_pairs": train_pairs, "epochs": epochs,
+        "machine": machine(),
+        "device": args.device,
+        "images": images,
+        "mask_size": list(concepts.mask_size),
+        "map_size": list(acts.map_size),
+        "concepts_seg": int(len(seg)),
+        "filters": K,
+        "train_pairs": train_pairs,
+        "epochs": epochs,
         "batched_mode": "real SegmentationDataModule(in_memory=True) batches, plain SGD loop (collation timed)",
-        "batched_s": round(batched_s, 3), "lightning_fit_s": round(lightning_s, 3), "reference_s": round(ref_s, 3),
-        "speedup": round(ref_s / batched_s, 2), "speedup_lightning": round(ref_s / lightning_s, 2),
-        "pair_pixels_per_s": round(throughput), "val_iou_batched": round(float(iou_b.mean()), 4),
+        "batched_s": round(batched_s, 3),
+        "lightning_fit_s": round(lightning_s, 3),
+        "reference_s": round(ref_s, 3),
+        "speedup": round(ref_s / batched_s, 2),
+        "speedup_lightning": round(ref_s / lightning_s, 2),
+        "pair_pixels_per_s": round(throughput),
+        "val_iou_batched": round(float(iou_b.mean()), 4),
         "val_iou_reference": round(float(iou_r.mean()), 4),
         "mean_abs_diff": round(float(np.abs(iou_b - iou_r).mean()), 4),
         "mean_signed_diff": round(float((iou_b - iou_r).mean()), 4),
         "reference_seed_noise_abs": round(float(np.abs(iou_n - iou_r).mean()), 4),
-        "targets": ({"speedup>=20": bool(ref_s / batched_s >= 20)} if args.device == "cuda" else
-                    {"speedup>=5": bool(ref_s / batched_s >= 5), "pair_pixels_per_s>=1e8": bool(throughput >= 1e8)}),
+        "targets": (
+            {"speedup>=20": bool(ref_s / batched_s >= 20)}
+            if args.device == "cuda"
+            else {
+                "speedup>=5": bool(ref_s / batched_s >= 5),
+                "pair_pixels_per_s>=1e8": bool(throughput >= 1e8),
+            }
+        ),
     }
-    emit("probe_speed", record, [
-        f"{len(seg)} seg concepts, {train_pairs} train pairs, masks {concepts.mask_size}, {epochs} epochs",
-        f"batched {batched_s:.2f} s (Lightning fit {lightning_s:.2f} s) vs reference {ref_s:.2f} s: "
-        f"{ref_s / batched_s:.1f}x; {throughput / 1e6:.0f} M pair-pixels/s",
-        f"val IoU batched {iou_b.mean():.4f} vs reference {iou_r.mean():.4f}: mean |d| {np.abs(iou_b - iou_r).mean():.4f}"
-        f" (reference seed-to-seed {np.abs(iou_n - iou_r).mean():.4f})"])
+    emit(
+        "probe_speed",
+        record,
+        [
+            f"{len(seg)} seg concepts, {train_pairs} train pairs, masks {concepts.mask_size}, {epochs} epochs",
+            f"batched {batched_s:.2f} s (Lightning fit {lightning_s:.2f} s) vs reference {ref_s:.2f} s: "
+            f"{ref_s / batched_s:.1f}x; {throughput / 1e6:.0f} M pair-pixels/s",
+            f"val IoU batched {iou_b.mean():.4f} vs reference {iou_r.mean():.4f}: mean |d| {np.abs(iou_b - iou_r).mean():.4f}"
+            f" (reference seed-to-seed {np.abs(iou_n - iou_r).mean():.4f})",
+        ],
+    )
 
 
 if __name__ == "__main__":

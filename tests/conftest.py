@@ -1,4 +1,5 @@
 """Shared fixtures: compose the Hydra config once per test, CPU, tiny data, tmp paths."""
+
 from __future__ import annotations
 
 import os
@@ -12,14 +13,24 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-TINY = ["data.images=80", "data.size=64", "task.epochs=3", "logger=none",
-        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
+TINY = [
+    "data.images=80",
+    "data.size=64",
+    "task.epochs=3",
+    "logger=none",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def compose_config(workdir: Path, *overrides: str, cache: Path | None = None):
     """The run config for `overrides`, with data, cache and run directory under `workdir`."""
-    paths = [f"paths.root_dir={workdir}", f"paths.data_dir={workdir}/data",
-             f"paths.cache_dir={cache or workdir / 'cache'}", f"paths.output_dir={workdir}/run"]
+    paths = [
+        f"paths.root_dir={workdir}",
+        f"paths.data_dir={workdir}/data",
+        f"paths.cache_dir={cache or workdir / 'cache'}",
+        f"paths.output_dir={workdir}/run",
+    ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=[*paths, *TINY, *overrides])
 
@@ -37,11 +48,28 @@ def group_config(group: str, name: str, **override):
     return OmegaConf.merge(cfg, override)
 
 
-def store_config(cache_dir, network: str = "synthnet", layer: str = "conv5", quantile: float = 0.01,
-                 **network_override):
+def store_config(
+    cache_dir,
+    network: str = "synthnet",
+    layer: str = "conv5",
+    quantile: float = 0.01,
+    **network_override,
+):
     """The parts of a run config that `pipeline.prepare_activation_store` reads."""
-    features = {"_target_": "net2vec.features.extract.Extraction", "dtype": "float32", "batch_size": 10,
-                "num_workers": 0, "accelerator": "cpu", "progress": False}
-    return OmegaConf.create({"network": group_config("network", network, **network_override), "layer": layer,
-                             "paths": {"cache_dir": str(cache_dir)}, "features": features,
-                             "probe": {"quantile": quantile}})
+    features = {
+        "_target_": "net2vec.features.extract.Extraction",
+        "dtype": "float32",
+        "batch_size": 10,
+        "num_workers": 0,
+        "accelerator": "cpu",
+        "progress": False,
+    }
+    return OmegaConf.create(
+        {
+            "network": group_config("network", network, **network_override),
+            "layer": layer,
+            "paths": {"cache_dir": str(cache_dir)},
+            "features": features,
+            "probe": {"quantile": quantile},
+        }
+    )

@@ -9,6 +9,7 @@ Also a small planted-like data generator (`planted_pairs`) and batch builder use
 and the benchmark: masks are random blobs, each filter's thresholded map partially encodes one
 concept (downsampled mask, thresholded, with flipped pixels).
 """
+
 from __future__ import annotations
 
 import math
@@ -23,11 +24,11 @@ import torch.nn.functional as F
 class PairData:
     """In-memory probe data: thresholded maps, (image, concept) pairs sorted by image, masks."""
 
-    maps: torch.Tensor           # (N, K, h, w) float 0/1
-    split: np.ndarray            # (N,) 0 train, 1 val
-    pair_image: np.ndarray       # (P,) sorted
-    pair_concept: np.ndarray     # (P,)
-    masks: torch.Tensor          # (P, sh, sw) float 0/1
+    maps: torch.Tensor  # (N, K, h, w) float 0/1
+    split: np.ndarray  # (N,) 0 train, 1 val
+    pair_image: np.ndarray  # (P,) sorted
+    pair_concept: np.ndarray  # (P,)
+    masks: torch.Tensor  # (P, sh, sw) float 0/1
     num_concepts: int
 
     @property
@@ -50,25 +51,39 @@ class PairData:
         rows = np.sort(np.asarray(rows))
         local = {int(r): i for i, r in enumerate(rows)}
         sel = np.flatnonzero(np.isin(self.pair_image, rows))
-        return {key: self.maps[torch.from_numpy(rows)],
-                "pair_image": torch.tensor([local[int(r)] for r in self.pair_image[sel]], dtype=torch.long),
-                "pair_concept": torch.from_numpy(self.pair_concept[sel]).long(),
-                "masks": self.masks[torch.from_numpy(sel)], "image_index": torch.from_numpy(rows).long()}
+        return {
+            key: self.maps[torch.from_numpy(rows)],
+            "pair_image": torch.tensor(
+                [local[int(r)] for r in self.pair_image[sel]], dtype=torch.long
+            ),
+            "pair_concept": torch.from_numpy(self.pair_concept[sel]).long(),
+            "masks": self.masks[torch.from_numpy(sel)],
+            "image_index": torch.from_numpy(rows).long(),
+        }
 
     def batches(self, rows: np.ndarray, batch_size: int, key: str = "maps") -> list[dict]:
-        return [self.batch(rows[i:i + batch_size], key) for i in range(0, len(rows), batch_size)]
+        return [self.batch(rows[i : i + batch_size], key) for i in range(0, len(rows), batch_size)]
 
 
 def blob_masks(rng: np.random.Generator, count: int, size: tuple[int, int]) -> np.ndarray:
     """(count, sh, sw) bool random ellipses covering a few to ~40 % of the image."""
-    yy, xx = np.mgrid[0:size[0], 0:size[1]]
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
     cy, cx = rng.random((2, count, 1, 1)) * np.array(size)[:, None, None, None]
     ry, rx = (0.1 + 0.35 * rng.random((2, count, 1, 1))) * np.array(size)[:, None, None, None]
     return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1.0
 
 
-def planted_pairs(num_images=60, num_concepts=4, num_filters=12, map_size=(6, 6), mask_size=(24, 24),
-                  presence=0.5, flip=0.1, val_fraction=0.4, seed=0) -> PairData:
+def planted_pairs(
+    num_images=60,
+    num_concepts=4,
+    num_filters=12,
+    map_size=(6, 6),
+    mask_size=(24, 24),
+    presence=0.5,
+    flip=0.1,
+    val_fraction=0.4,
+    seed=0,
+) -> PairData:
     """Planted-like data: filter k partially encodes concept k mod C (others: noise maps)."""
     rng = np.random.default_rng(seed)
     present = rng.random((num_images, num_concepts)) < presence
@@ -85,24 +100,47 @@ def planted_pairs(num_images=60, num_concepts=4, num_filters=12, map_size=(6, 6)
         noise = torch.from_numpy(rng.random((num_images, *map_size)) < flip).float()
         maps[:, k] = (encoded + noise) % 2 if k < 2 * num_concepts else noise
     split = (rng.random(num_images) < val_fraction).astype(np.uint8)
-    return PairData(maps, split, pair_image.astype(np.int64), pair_concept.astype(np.int64),
-                    torch.from_numpy(masks).float(), num_concepts)
+    return PairData(
+        maps,
+        split,
+        pair_image.astype(np.int64),
+        pair_concept.astype(np.int64),
+        torch.from_numpy(masks).float(),
+        num_concepts,
+    )
 
 
-def reference_logits(w: torch.Tensor, maps: torch.Tensor, mask_size, align_corners: bool) -> torch.Tensor:
+def reference_logits(
+    w: torch.Tensor, maps: torch.Tensor, mask_size, align_corners: bool
+) -> torch.Tensor:
     z = torch.einsum("k,bkhw->bhw", w, maps)[:, None]
     return F.interpolate(z, size=mask_size, mode="bilinear", align_corners=align_corners)[:, 0]
 
 
-def reference_loss(logits: torch.Tensor, masks: torch.Tensor, alpha: float, loss: str) -> torch.Tensor:
+def reference_loss(
+    logits: torch.Tensor, masks: torch.Tensor, alpha: float, loss: str
+) -> torch.Tensor:
     m = torch.sigmoid(logits)
     if loss == "paper":
         return -(alpha * m * masks + (1 - alpha) * (1 - m) * (1 - masks)).sum()
-    return -(alpha * masks * F.logsigmoid(logits) + (1 - alpha) * (1 - masks) * F.logsigmoid(-logits)).sum()
+    return -(
+        alpha * masks * F.logsigmoid(logits) + (1 - alpha) * (1 - masks) * F.logsigmoid(-logits)
+    ).sum()
 
 
-def train_concept(data: PairData, concept: int, init: torch.Tensor, epochs=30, lr=1e-4, momentum=0.9,
-                  batch_size=64, seed=0, norm=None, align_corners=True, loss="paper") -> torch.Tensor:
+def train_concept(
+    data: PairData,
+    concept: int,
+    init: torch.Tensor,
+    epochs=30,
+    lr=1e-4,
+    momentum=0.9,
+    batch_size=64,
+    seed=0,
+    norm=None,
+    align_corners=True,
+    loss="paper",
+) -> torch.Tensor:
     """The paper's loop for one concept; returns the trained w (K,)."""
     sel = np.flatnonzero((data.pair_concept == concept) & (data.split[data.pair_image] == 0))
     alpha = float(data.alpha()[concept])
@@ -112,7 +150,7 @@ def train_concept(data: PairData, concept: int, init: torch.Tensor, epochs=30, l
     for _ in range(epochs):
         order = sel[torch.randperm(len(sel), generator=generator).numpy()]
         for start in range(0, len(order), batch_size):
-            chunk = torch.from_numpy(order[start:start + batch_size])
+            chunk = torch.from_numpy(order[start : start + batch_size])
             maps = data.maps[torch.from_numpy(data.pair_image)[chunk]]
             logits = reference_logits(w, maps, data.mask_size, align_corners)
             value = reference_loss(logits, data.masks[chunk], alpha, loss) / (norm or len(chunk))
@@ -139,7 +177,10 @@ def reference_probe(data: PairData, init: torch.Tensor | None = None, seed=0, **
         generator = torch.Generator().manual_seed(seed)
         bound = 1.0 / math.sqrt(num_filters)
         init = (torch.rand(data.num_concepts, num_filters, generator=generator) * 2 - 1) * bound
-    weights = torch.stack([train_concept(data, c, init[c], seed=seed + c, **kwargs)
-                           for c in range(data.num_concepts)])
+    weights = torch.stack(
+        [train_concept(data, c, init[c], seed=seed + c, **kwargs) for c in range(data.num_concepts)]
+    )
     align = kwargs.get("align_corners", True)
-    return weights, np.array([val_set_iou(data, c, weights[c], align) for c in range(data.num_concepts)])
+    return weights, np.array(
+        [val_set_iou(data, c, weights[c], align) for c in range(data.num_concepts)]
+    )

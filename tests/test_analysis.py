@@ -4,6 +4,7 @@ Runs are written by net2vec.outputs.write_outputs from synthetic arrays: grass +
 is planted to equal sky; wheel, tyre and car share filters 3 and 7 (their best single filter is 3);
 filter_scores/val follow max(w, 0) for half of the concepts.
 """
+
 import csv
 import math
 from pathlib import Path
@@ -18,9 +19,17 @@ from net2vec.outputs import ProbeOutcome, write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 16
-PIXEL = {"grass": "material", "blue-c": "color", "green-c": "color", "sky": "object", "wheel": "part",
-         "tyre": "part", "car": "object", **{f"obj{i}": "object" for i in range(8)},
-         **{f"mat{i}": "material" for i in range(5)}}
+PIXEL = {
+    "grass": "material",
+    "blue-c": "color",
+    "green-c": "color",
+    "sky": "object",
+    "wheel": "part",
+    "tyre": "part",
+    "car": "object",
+    **{f"obj{i}": "object" for i in range(8)},
+    **{f"mat{i}": "material" for i in range(5)},
+}
 SCENES = {"street-s": "scene", "beach-s": "scene", "kitchen-s": "scene"}
 SUBSETS = (1, 2, 4)
 
@@ -30,7 +39,9 @@ def planted_weights(names: list[str], rng: np.random.Generator) -> np.ndarray:
     weights = rng.normal(size=(len(names), K))
     index = {n: i for i, n in enumerate(names)}
     unit = weights / np.linalg.norm(weights, axis=1, keepdims=True)
-    weights[index["sky"]] = 2.5 * (unit[index["grass"]] + unit[index["blue-c"]] - unit[index["green-c"]])
+    weights[index["sky"]] = 2.5 * (
+        unit[index["grass"]] + unit[index["blue-c"]] - unit[index["green-c"]]
+    )
     for name in ("wheel", "tyre", "car"):
         weights[index[name]] = 0.05 * rng.normal(size=K)
         weights[index[name], [3, 7]] = rng.uniform(2.0, 3.0, size=2)
@@ -67,23 +78,41 @@ def make_outcome(task: str, layer: str, rng: np.random.Generator) -> ProbeOutcom
     singles = {f"single_{metric}_val": single}
     filter_scores = rng.uniform(0, 0.3, size=(count, K))
     follow = np.arange(count) % 2 == 0
-    filter_scores[follow] = 0.1 * np.maximum(weights[follow], 0) + 0.01 * rng.random((follow.sum(), K))
-    outcome = ProbeOutcome(task=task, names=np.array(names), categories=np.array(list(concepts.values())),
-                           label_numbers=np.arange(1, count + 1), n_train=rng.integers(3, 3000, count),
-                           n_val=rng.integers(1, 50, count), single_filter=single_filter,
-                           single_scores=singles, score_val=score, weights=weights.astype(np.float32),
-                           bias=rng.normal(size=count).astype(np.float32), filter_scores={"val": filter_scores})
+    filter_scores[follow] = 0.1 * np.maximum(weights[follow], 0) + 0.01 * rng.random(
+        (follow.sum(), K)
+    )
+    outcome = ProbeOutcome(
+        task=task,
+        names=np.array(names),
+        categories=np.array(list(concepts.values())),
+        label_numbers=np.arange(1, count + 1),
+        n_train=rng.integers(3, 3000, count),
+        n_val=rng.integers(1, 50, count),
+        single_filter=single_filter,
+        single_scores=singles,
+        score_val=score,
+        weights=weights.astype(np.float32),
+        bias=rng.normal(size=count).astype(np.float32),
+        filter_scores={"val": filter_scores},
+    )
     if task == "seg":
         outcome.single_scores = {"single_iou_train": single + 0.01, **singles}
         pairs = 200
-        outcome.per_image = {"image": rng.integers(0, 50, pairs), "concept": rng.integers(0, count, pairs),
-                             "single_iou": np.where(rng.random(pairs) < 0.3, 0.0, rng.random(pairs)),
-                             "all_iou": np.where(rng.random(pairs) < 0.1, 0.0, rng.random(pairs))}
+        outcome.per_image = {
+            "image": rng.integers(0, 50, pairs),
+            "concept": rng.integers(0, count, pairs),
+            "single_iou": np.where(rng.random(pairs) < 0.3, 0.0, rng.random(pairs)),
+            "all_iou": np.where(rng.random(pairs) < 0.1, 0.0, rng.random(pairs)),
+        }
         if layer == "conv5":
             for size in SUBSETS:
                 top = np.argsort(-np.abs(weights), axis=1)[:, :size]
-                outcome.subsets[size] = {"score_val": rng.uniform(0, 0.6, count), "weights": weights,
-                                         "bias": np.zeros(count), "filters": top}
+                outcome.subsets[size] = {
+                    "score_val": rng.uniform(0, 0.6, count),
+                    "weights": weights,
+                    "bias": np.zeros(count),
+                    "filters": top,
+                }
     return outcome
 
 
@@ -96,8 +125,14 @@ def sweep(tmp_path_factory) -> Path:
     make_concept_store(store, list(PIXEL), rng)
     for num, (layer, task) in enumerate([("conv4", "seg"), ("conv5", "seg"), ("conv5", "cls")]):
         config = {"network": "synthnet", "layer": layer, "task": task, "data": "synthetic"}
-        write_outputs(make_outcome(task, layer, rng), root / f"{num}-synthnet-{layer}-{task}", config,
-                      {"probe": 1.0}, {"concept_store": str(store)}, {"network": "synthnet", "layer": layer})
+        write_outputs(
+            make_outcome(task, layer, rng),
+            root / f"{num}-synthnet-{layer}-{task}",
+            config,
+            {"probe": 1.0},
+            {"concept_store": str(store)},
+            {"network": "synthnet", "layer": layer},
+        )
     return root
 
 
@@ -112,7 +147,11 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def test_load_runs_reads_identity_and_columns(sweep, runs):
-    assert [r.label for r in runs] == ["synthnet/conv4/seg", "synthnet/conv5/cls", "synthnet/conv5/seg"]
+    assert [r.label for r in runs] == [
+        "synthnet/conv4/seg",
+        "synthnet/conv5/cls",
+        "synthnet/conv5/seg",
+    ]
     run = runs[2]
     rows = read_csv(run.path / "results.csv")
     assert list(run.concepts) == [r["concept"] for r in rows]
@@ -152,7 +191,9 @@ def test_subset_curves_and_failure_cases(runs):
     assert sorted(set(curves["F"])) == [1, 2, 4, K]
     rows = read_csv(run.path / "results.csv")
     colours = [float(r["iou_val_F2"]) for r in rows if r["category"] == "color"]
-    assert curves.where(category="color", F=2).records()[0]["mean"] == pytest.approx(np.mean(colours))
+    assert curves.where(category="color", F=2).records()[0]["mean"] == pytest.approx(
+        np.mean(colours)
+    )
     failures = analysis.failure_cases([run])
     expected = [r["concept"] for r in rows if float(r["single_iou_val"]) >= float(r["iou_val"])]
     assert failures["concept"] == expected and len(expected) > 0
@@ -195,14 +236,19 @@ def test_weight_correlations_match_t_test(runs):
     run = runs[2]
     table = analysis.weight_correlations([run])
     with h5py.File(run.path / "embeddings.h5") as h5:
-        weights, scores = h5["weights"][()].astype(np.float64), h5["filter_scores/val"][()].astype(np.float64)
+        weights, scores = (
+            h5["weights"][()].astype(np.float64),
+            h5["filter_scores/val"][()].astype(np.float64),
+        )
     significant = 0
     for i, record in enumerate(table.records()):
         x = np.maximum(weights[i], 0)
         r = np.corrcoef(x, scores[i])[0, 1]
         t = r * math.sqrt((K - 2) / (1 - r * r))
         p = 2 * stats.t.sf(abs(t), K - 2)
-        assert record["r"] == pytest.approx(r, abs=1e-9) and record["p"] == pytest.approx(p, rel=1e-6, abs=1e-12)
+        assert record["r"] == pytest.approx(r, abs=1e-9) and record["p"] == pytest.approx(
+            p, rel=1e-6, abs=1e-12
+        )
         significant += p < 0.01
     summary = analysis.correlation_summary(table)
     assert summary.rows[0][5] == pytest.approx(100 * significant / len(table))
@@ -217,8 +263,11 @@ def test_planted_neighbours_and_arithmetic(runs):
     near = analysis.nearest_concepts(run.concepts, weights, k=2)
     for name in ("wheel", "tyre", "car"):
         assert {n for n, _ in near[name]} == {"wheel", "tyre", "car"} - {name}
-    assert analysis.parse_expression("grass+blue-c-green-c", run.concepts) == \
-        [(1, "grass"), (1, "blue-c"), (-1, "green-c")]
+    assert analysis.parse_expression("grass+blue-c-green-c", run.concepts) == [
+        (1, "grass"),
+        (1, "blue-c"),
+        (-1, "green-c"),
+    ]
     assert analysis.parse_expression("grass + blue-c - green-c", run.concepts)[2] == (-1, "green-c")
     top = analysis.vector_arithmetic(run.concepts, weights, "grass+blue-c-green-c", k=5)
     assert top[0][0] == "sky" and top[0][1] == pytest.approx(1.0, abs=1e-5)
@@ -228,7 +277,9 @@ def test_planted_neighbours_and_arithmetic(runs):
     table2 = analysis.neighbour_table(runs, k=2)
     row = table2.where(layer="conv5", concept="wheel", rank=1).records()[0]
     assert row["seg_neighbour"] in ("tyre", "car") and row["cls_neighbour"] in ("tyre", "car")
-    assert table2.where(layer="conv5", concept="street-s", rank=1).records()[0]["seg_neighbour"] == ""
+    assert (
+        table2.where(layer="conv5", concept="street-s", rank=1).records()[0]["seg_neighbour"] == ""
+    )
 
 
 def test_space_distances_brute_force(runs):
@@ -242,19 +293,34 @@ def test_space_distances_brute_force(runs):
     for i in range(len(runs)):
         for j in range(len(runs)):
             di, dj = unit[i] @ unit[i].T, unit[j] @ unit[j].T
-            brute = sum((di[a, b] - dj[a, b]) ** 2 for a in range(len(concepts)) for b in range(len(concepts)))
+            brute = sum(
+                (di[a, b] - dj[a, b]) ** 2
+                for a in range(len(concepts))
+                for b in range(len(concepts))
+            )
             assert total[i, j] == pytest.approx(brute)
             assert per_concept[i, j, 0] == pytest.approx(((di[0] - dj[0]) ** 2).sum())
     pairs, by_category = analysis.distance_tables(runs)
-    assert len(pairs) == 9 and set(by_category["category"]) == {"color", "material", "object", "part"}
+    assert len(pairs) == 9 and set(by_category["category"]) == {
+        "color",
+        "material",
+        "object",
+        "part",
+    }
 
 
 def test_evaluate_over_sweep_writes_report(sweep, tmp_path):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=[f"sweep='{sweep}'", f"output_dir='{tmp_path}'",
-                                             "arithmetic=['grass+blue-c-green-c','grass+nothing']"])
+        cfg = compose(
+            "evaluate",
+            overrides=[
+                f"sweep='{sweep}'",
+                f"output_dir='{tmp_path}'",
+                "arithmetic=['grass+blue-c-green-c','grass+nothing']",
+            ],
+        )
     report = analysis.evaluate(cfg)
     html = (tmp_path / "index.html").read_text()
     pngs, csvs = sorted(tmp_path.glob("*.png")), sorted(tmp_path.glob("*.csv"))
@@ -266,18 +332,27 @@ def test_evaluate_over_sweep_writes_report(sweep, tmp_path):
         assert len(read_csv(table)) >= 1, table.name
         assert f"href='{table.name}'" in html
     table1 = read_csv(tmp_path / "table1.csv")
-    assert float(table1[1]["cls_percent"]) == pytest.approx(analysis.percent_all_ge_single(
-        analysis.load_run(next(sweep.glob("*conv5-cls")))), abs=1e-4)
+    assert float(table1[1]["cls_percent"]) == pytest.approx(
+        analysis.percent_all_ge_single(analysis.load_run(next(sweep.glob("*conv5-cls")))), abs=1e-4
+    )
     table3 = read_csv(tmp_path / "table3_arithmetic.csv")
     assert {r["concept"] for r in table3 if r["rank"] == "1"} == {"sky"}
     assert "grass+nothing" in html  # the unknown concept is noted, not fatal
-    assert set(report.figures) >= {"fig2_seg", "fig2_cls", "fig3_subsets", "fig7_per_image", "fig10_seg"}
+    assert set(report.figures) >= {
+        "fig2_seg",
+        "fig2_cls",
+        "fig3_subsets",
+        "fig7_per_image",
+        "fig10_seg",
+    }
 
 
 def test_results_only_run_is_analysed_without_embeddings(sweep, tmp_path):
     run_dir = tmp_path / "bare-run"
     run_dir.mkdir()
-    (run_dir / "results.csv").write_bytes((next(sweep.glob("*conv4-seg")) / "results.csv").read_bytes())
+    (run_dir / "results.csv").write_bytes(
+        (next(sweep.glob("*conv4-seg")) / "results.csv").read_bytes()
+    )
     run = analysis.load_run(run_dir)
     assert (run.network, run.layer, run.task, run.embeddings) == ("?", "bare-run", "seg", None)
     report = analysis.analyse([run], tmp_path / "report", arithmetic=["grass+sky"], tsne=False)
@@ -285,6 +360,8 @@ def test_results_only_run_is_analysed_without_embeddings(sweep, tmp_path):
     assert "no run has embeddings.h5" in (tmp_path / "report" / "index.html").read_text()
     with pytest.raises(analysis.NoRunsError):
         analysis.analyse([], tmp_path / "empty")
-    (run_dir / "results.csv").write_text("concept,category,single_iou_val,iou_val\nsky,object,0.2,high\n")
+    (run_dir / "results.csv").write_text(
+        "concept,category,single_iou_val,iou_val\nsky,object,0.2,high\n"
+    )
     with pytest.raises(analysis.RunError, match="row 2 column 'iou_val'"):
         analysis.load_run(run_dir)

@@ -1,5 +1,6 @@
 """The package's structure: no import circles between its modules, no function-local imports
 of net2vec modules (the usual way of hiding a circle), and the public names resolve."""
+
 import ast
 from pathlib import Path
 
@@ -17,7 +18,10 @@ def imports(tree: ast.AST, top_level: bool) -> set[str]:
     """net2vec modules imported at module level (top_level) or inside functions (not top_level)."""
     found = set()
     for node in ast.walk(tree):
-        inside = any(isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)) for parent in getattr(node, "parents", []))
+        inside = any(
+            isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for parent in getattr(node, "parents", [])
+        )
         if inside == top_level:
             continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("net2vec"):
@@ -41,7 +45,11 @@ def graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         found = imports(parse(path), top_level=True)
         # `from net2vec.x import y` counts module x.y when y is a submodule, else module x
-        targets = {t for t in found if t in modules and not any(o.startswith(t + ".") for o in found if o in modules)}
+        targets = {
+            t
+            for t in found
+            if t in modules and not any(o.startswith(t + ".") for o in found if o in modules)
+        }
         edges[name] = {t for t in targets if t != name}
     return edges
 
@@ -54,7 +62,7 @@ def test_no_import_circles():
         stack.append(node)
         for nxt in sorted(edges[node]):
             if state.get(nxt) == "open":
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = stack[stack.index(nxt) :] + [nxt]
                 raise AssertionError("import circle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)
@@ -68,9 +76,13 @@ def test_no_import_circles():
 
 
 def test_no_function_local_imports_of_net2vec_modules():
-    allowed = {"net2vec.features"}   # its __getattr__ imports synthnet lazily (module docstring says why)
+    allowed = {
+        "net2vec.features"
+    }  # its __getattr__ imports synthnet lazily (module docstring says why)
     local = {module_name(p): imports(parse(p), top_level=False) for p in SRC.rglob("*.py")}
-    offenders = {name: sorted(found) for name, found in local.items() if found and name not in allowed}
+    offenders = {
+        name: sorted(found) for name, found in local.items() if found and name not in allowed
+    }
     assert offenders == {}
 
 

@@ -1,4 +1,5 @@
 """BalancedAccuracy / balanced_accuracy against brute-force NumPy counting and scikit-learn."""
+
 import numpy as np
 import pytest
 import torch
@@ -30,9 +31,11 @@ def sample():
     rng = np.random.default_rng(0)
     n, c = 97, 6
     logits = rng.normal(size=(n, c)).astype(np.float32)
-    labels = rng.random((n, c)) < np.array([0.1, 0.3, 0.5, 0.7, 0.0, 1.0])  # last two: one class only
+    labels = rng.random((n, c)) < np.array(
+        [0.1, 0.3, 0.5, 0.7, 0.0, 1.0]
+    )  # last two: one class only
     valid = rng.random((n, c)) < 0.8
-    valid[:, 2] = False                                                     # nothing valid
+    valid[:, 2] = False  # nothing valid
     valid[:, 3] = True
     return logits, labels, valid
 
@@ -44,14 +47,20 @@ def test_metric_batch_by_batch_equals_brute_force(sample, masked):
     metric = BalancedAccuracy(logits.shape[1])
     for start in range(0, len(logits), 13):
         part = slice(start, start + 13)
-        metric.update(torch.from_numpy(logits[part]), torch.from_numpy(labels[part]).float(),
-                      torch.from_numpy(valid[part]) if masked else None)
+        metric.update(
+            torch.from_numpy(logits[part]),
+            torch.from_numpy(labels[part]).float(),
+            torch.from_numpy(valid[part]) if masked else None,
+        )
     expected = brute_force(logits > 0, labels, valid)
     result = metric.compute()
     assert result.dtype == torch.float64 and result.shape == (6,)
     np.testing.assert_allclose(result.numpy(), expected, rtol=0, atol=1e-12)
-    functional = balanced_accuracy(torch.from_numpy(logits), torch.from_numpy(labels).float(),
-                                   torch.from_numpy(valid) if masked else None)
+    functional = balanced_accuracy(
+        torch.from_numpy(logits),
+        torch.from_numpy(labels).float(),
+        torch.from_numpy(valid) if masked else None,
+    )
     np.testing.assert_allclose(functional.numpy(), expected, rtol=0, atol=1e-12)
     if masked:
         assert expected[2] == 0.0  # no valid entries

@@ -1,4 +1,5 @@
 """Concept store against a brute-force recount straight from index.csv, label.csv and the PNGs."""
+
 import csv
 import shutil
 import threading
@@ -17,7 +18,9 @@ from net2vec.data.synthetic import generate_synthetic
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
-    return generate_synthetic(tmp_path_factory.mktemp("data") / "synth", images=40, size=64, seed=11, progress=False)
+    return generate_synthetic(
+        tmp_path_factory.mktemp("data") / "synth", images=40, size=64, seed=11, progress=False
+    )
 
 
 @pytest.fixture
@@ -51,7 +54,9 @@ def brute_force(root: Path) -> dict:
                 for number in np.unique(plane):
                     if number:
                         masks[int(number)] = masks.get(int(number), False) | (plane == number)
-        level = {int(n) for column in ("scene", "texture") for n in filter(None, row[column].split(";"))}
+        level = {
+            int(n) for column in ("scene", "texture") for n in filter(None, row[column].split(";"))
+        }
         images.append((row["split"], masks, level))
     labels = {int(r["number"]): r for r in read_rows(root / "label.csv")}
     return {"images": images, "labels": labels}
@@ -73,12 +78,21 @@ def test_store_equals_brute_force_recount(dataset, tmp_path):
     np.testing.assert_array_equal(store.presence, presence)
     np.testing.assert_array_equal(store.n_train, presence[split == 0].sum(0))
     np.testing.assert_array_equal(store.n_val, presence[split == 1].sum(0))
-    assert store.mask_size == (32, 32) and store.num_images == 40 and store.num_concepts == len(kept)
-    pairs = [(i, c, m) for i, (_, masks, _) in enumerate(images) for c, n in enumerate(kept) if n in masks
-             for m in [masks[n]]]
+    assert (
+        store.mask_size == (32, 32) and store.num_images == 40 and store.num_concepts == len(kept)
+    )
+    pairs = [
+        (i, c, m)
+        for i, (_, masks, _) in enumerate(images)
+        for c, n in enumerate(kept)
+        if n in masks
+        for m in [masks[n]]
+    ]
     assert [(i, c) for i, c, _ in pairs] == list(zip(store.pair_image, store.pair_concept))
     np.testing.assert_array_equal(store.pair_area, [m.sum() for _, _, m in pairs])
-    np.testing.assert_array_equal(store.masks(np.arange(len(pairs))), np.stack([m for _, _, m in pairs]))
+    np.testing.assert_array_equal(
+        store.masks(np.arange(len(pairs))), np.stack([m for _, _, m in pairs])
+    )
     for i in range(40):
         lo, hi = store.pair_offsets[i], store.pair_offsets[i + 1]
         assert set(store.pair_image[lo:hi]) <= {i} and hi - lo == sum(p[0] == i for p in pairs)
@@ -99,7 +113,9 @@ def test_masks_any_order_and_worker_pool(dataset, tmp_path):
     pick = np.random.default_rng(0).integers(0, len(every), 50)
     np.testing.assert_array_equal(store.masks(pick), every[pick])
     assert store.masks(np.array([], int)).shape == (0, 32, 32)
-    other = concept_store.build_concept_store(dataset, tmp_path / "pool.h5", workers=2, progress=False)
+    other = concept_store.build_concept_store(
+        dataset, tmp_path / "pool.h5", workers=2, progress=False
+    )
     pooled = ConceptStore(other)
     np.testing.assert_array_equal(pooled.presence, store.presence)
     np.testing.assert_array_equal(pooled.masks(np.arange(len(every))), every)
@@ -109,10 +125,14 @@ def test_reused_then_rebuilt_when_index_changes(dataset, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     first = prepare_concept_store(dataset, cache, progress=False)
     with h5py.File(first.path, "r") as handle:
-        assert handle.attrs["net2vec_complete"] and handle.attrs["dataset_root"] == str(dataset.resolve())
+        assert handle.attrs["net2vec_complete"] and handle.attrs["dataset_root"] == str(
+            dataset.resolve()
+        )
     calls = []
     real_build = concept_store.build_concept_store
-    monkeypatch.setattr(concept_store, "build_concept_store", lambda *a, **k: calls.append(a) or real_build(*a, **k))
+    monkeypatch.setattr(
+        concept_store, "build_concept_store", lambda *a, **k: calls.append(a) or real_build(*a, **k)
+    )
     again = prepare_concept_store(dataset, cache, progress=False)
     assert again.path == first.path and calls == []
     rows = read_rows(dataset / "index.csv")
@@ -127,10 +147,18 @@ def test_reused_then_rebuilt_when_index_changes(dataset, tmp_path, monkeypatch):
 def test_built_once_under_concurrent_calls(dataset, tmp_path, monkeypatch):
     calls = []
     real_build = concept_store.build_concept_store
-    monkeypatch.setattr(concept_store, "build_concept_store", lambda *a, **k: calls.append(a) or real_build(*a, **k))
+    monkeypatch.setattr(
+        concept_store, "build_concept_store", lambda *a, **k: calls.append(a) or real_build(*a, **k)
+    )
     results = []
-    threads = [threading.Thread(target=lambda: results.append(prepare_concept_store(dataset, tmp_path / "c", progress=False)))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                prepare_concept_store(dataset, tmp_path / "c", progress=False)
+            )
+        )
+        for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -145,7 +173,9 @@ def test_other_mask_size_is_resized_nearest(dataset, tmp_path, caplog):
     for column in ("color", "object", "part", "material"):
         for name in filter(None, row[column].split(";")):
             path = dataset / "images" / name
-            big = np.asarray(Image.open(path)).repeat(2, 0).repeat(2, 1)   # 64 x 64: nearest back to 32 x 32
+            big = (
+                np.asarray(Image.open(path)).repeat(2, 0).repeat(2, 1)
+            )  # 64 x 64: nearest back to 32 x 32
             Image.fromarray(big).save(path)
     row["sh"] = row["sw"] = "64"
     write_rows(dataset / "index.csv", rows)
@@ -176,15 +206,23 @@ def break_dataset(root: Path, breakage: str) -> None:
         Image.fromarray(np.zeros((31, 32, 3), np.uint8)).save(root / "images" / rows[7]["color"])
     elif breakage == "unknown_label":
         labels = read_rows(root / "label.csv")
-        write_rows(root / "label.csv", [r for r in labels if r["name"] != "wood" and r["name"] != "blue"])
+        write_rows(
+            root / "label.csv", [r for r in labels if r["name"] != "wood" and r["name"] != "blue"]
+        )
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("no_index", "index.csv: file not found"), ("no_column", "missing column 'object'"),
-    ("no_image", "row 9: cannot read image"), ("bad_image", "row 9: cannot read image"),
-    ("no_mask", "row 9: cannot read color mask"), ("mask_size", "row 9: color mask"),
-    ("unknown_label", "absent from"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("no_index", "index.csv: file not found"),
+        ("no_column", "missing column 'object'"),
+        ("no_image", "row 9: cannot read image"),
+        ("bad_image", "row 9: cannot read image"),
+        ("no_mask", "row 9: cannot read color mask"),
+        ("mask_size", "row 9: color mask"),
+        ("unknown_label", "absent from"),
+    ],
+)
 def test_bad_input_leaves_no_store(dataset, tmp_path, breakage, message):
     break_dataset(dataset, breakage)
     cache = tmp_path / "cache"

@@ -1,4 +1,5 @@
 """`python train.py` with the shipped defaults (synthetic probe set + synthnet, conv5, seg), end to end."""
+
 from __future__ import annotations
 
 import csv
@@ -20,22 +21,45 @@ def test_default_run_end_to_end(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("NET2VEC_")}
     env["WANDB_MODE"] = "offline"
     run = tmp_path / "run"
-    done = subprocess.run([sys.executable, "train.py", f"paths.root_dir={tmp_path}", f"hydra.run.dir={run}",
-                           "trainer.enable_progress_bar=false"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            f"paths.root_dir={tmp_path}",
+            f"hydra.run.dir={run}",
+            "trainer.enable_progress_bar=false",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "concepts with all filters >= single filter" in done.stdout        # the closing table
+    assert "concepts with all filters >= single filter" in done.stdout  # the closing table
     with open(run / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) >= 40 and {r["category"] for r in rows} == {"color", "object", "part", "material"}
+    assert len(rows) >= 40 and {r["category"] for r in rows} == {
+        "color",
+        "object",
+        "part",
+        "material",
+    }
     single = np.array([float(r["single_iou_val"]) for r in rows])
     learned = np.array([float(r["iou_val"]) for r in rows])
     assert np.all((single >= 0) & (single <= 1)) and np.all((learned >= 0) & (learned <= 1))
-    assert single.mean() > 0.01 and learned.mean() > 0.01              # synthnet's filters carry concepts
+    assert single.mean() > 0.01 and learned.mean() > 0.01  # synthnet's filters carry concepts
     with h5py.File(run / "embeddings.h5") as handle:
-        assert handle["weights"].shape == (len(rows), 128) and np.isfinite(handle["weights"][:]).all()
+        assert (
+            handle["weights"].shape == (len(rows), 128) and np.isfinite(handle["weights"][:]).all()
+        )
         assert handle.attrs["network"] == "synthnet" and handle.attrs["layer"] == "conv5"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["percent_all_ge_single"] == pytest.approx(100 * np.mean(learned >= single))
-    assert set(summary["timings_s"]) >= {"concept_store", "activation_store", "single_filter", "probe_all_filters"}
-    assert any((run / "wandb").glob("offline-run-*"))                     # logged to W&B offline
+    assert set(summary["timings_s"]) >= {
+        "concept_store",
+        "activation_store",
+        "single_filter",
+        "probe_all_filters",
+    }
+    assert any((run / "wandb").glob("offline-run-*"))  # logged to W&B offline

@@ -1,4 +1,5 @@
 """BRODEN download against a local HTTP server (Range support): full, resumed, corrupt, offline."""
+
 import io
 import socket
 import threading
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from net2vec.pipeline import ensure_dataset
 from net2vec.data.broden import DatasetError
 from net2vec.data.download import DownloadError, download_broden, main
+from net2vec.pipeline import ensure_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 
@@ -20,7 +21,10 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 def make_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("broden1_227/index.csv", "image,split,ih,iw,sh,sw,color,object,part,material,scene,texture\n")
+        archive.writestr(
+            "broden1_227/index.csv",
+            "image,split,ih,iw,sh,sw,color,object,part,material,scene,texture\n",
+        )
         archive.writestr("broden1_227/label.csv", "number,name,category,frequency,coverage,syns\n")
         archive.writestr("broden1_227/images/blob.bin", bytes(range(256)) * 400)
     return buffer.getvalue()
@@ -47,7 +51,10 @@ class Server:
                         self.send_error(416)
                         return
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(outer.payload) - 1}/{len(outer.payload)}")
+                    self.send_header(
+                        "Content-Range",
+                        f"bytes {start}-{len(outer.payload) - 1}/{len(outer.payload)}",
+                    )
                 else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(outer.payload) - start))
@@ -59,7 +66,9 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/data/"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def close(self):
         self.httpd.shutdown()
@@ -81,11 +90,13 @@ def server(payload):
 def test_download_verify_unpack_then_skip(server, tmp_path):
     target = download_broden("broden1_227", tmp_path, base_url=server.url, progress=False)
     assert target == tmp_path / "broden1_227"
-    assert (target / "index.csv").is_file() and len((target / "images" / "blob.bin").read_bytes()) == 102400
+    assert (target / "index.csv").is_file() and len(
+        (target / "images" / "blob.bin").read_bytes()
+    ) == 102400
     assert server.requests == [("/data/broden1_227.zip", None)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broden1_227"]     # no zip, no .part left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broden1_227"]  # no zip, no .part left
     assert download_broden("broden1_227", tmp_path, base_url=server.url, progress=False) == target
-    assert len(server.requests) == 1                                          # present: not fetched again
+    assert len(server.requests) == 1  # present: not fetched again
 
 
 def test_resume_truncated_part(server, payload, tmp_path):
@@ -123,7 +134,9 @@ def test_corrupt_archive_and_wrong_digest(payload, tmp_path):
     good = Server(payload)
     try:
         with pytest.raises(DownloadError, match="sha256"):
-            download_broden("broden1_227", tmp_path / "b", base_url=good.url, sha256="0" * 64, progress=False)
+            download_broden(
+                "broden1_227", tmp_path / "b", base_url=good.url, sha256="0" * 64, progress=False
+            )
     finally:
         good.close()
 
@@ -131,15 +144,24 @@ def test_corrupt_archive_and_wrong_digest(payload, tmp_path):
 def test_offline_fails_fast_with_one_line(tmp_path, capsys):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]          # closed once the block ends: connection refused
+        port = sock.getsockname()[1]  # closed once the block ends: connection refused
     start = time.perf_counter()
     with pytest.raises(DownloadError) as error:
-        download_broden("broden1_227", tmp_path, base_url=f"http://127.0.0.1:{port}/data/", progress=False)
+        download_broden(
+            "broden1_227", tmp_path, base_url=f"http://127.0.0.1:{port}/data/", progress=False
+        )
     assert time.perf_counter() - start < 5
     text = str(error.value)
-    assert "cannot reach" in text and f"unzip it to {tmp_path / 'broden1_227'}" in text and "data.root" in text
+    assert (
+        "cannot reach" in text
+        and f"unzip it to {tmp_path / 'broden1_227'}" in text
+        and "data.root" in text
+    )
     assert "\n" not in text
-    assert main(["broden1_227", "--dest", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}/"]) == 1
+    assert (
+        main(["broden1_227", "--dest", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}/"])
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot reach") and "\n" not in err
 
@@ -150,8 +172,13 @@ def test_unknown_release():
 
 
 def test_broden_config_and_ensure_dataset(server, tmp_path):
-    cfg = OmegaConf.create({"paths": {"data_dir": str(tmp_path)}, "network": {"input_size": 227},
-                            "data": OmegaConf.load(CONF / "broden.yaml")})
+    cfg = OmegaConf.create(
+        {
+            "paths": {"data_dir": str(tmp_path)},
+            "network": {"input_size": 227},
+            "data": OmegaConf.load(CONF / "broden.yaml"),
+        }
+    )
     assert cfg.data.release == "broden1_227" and cfg.data.root == f"{tmp_path}/broden1_227"
     assert cfg.data.download is False
     with pytest.raises(DatasetError, match="index.csv missing") as error:

@@ -1,4 +1,5 @@
 """Network Dissection follow-ups on tiny data: rotation, PCA, robustness, ablation, summaries."""
+
 from __future__ import annotations
 
 import csv
@@ -9,26 +10,35 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import CONF, TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONF, TINY
 from net2vec.analysis import evaluate
-from net2vec.pipeline import ensure_dataset
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.experiments import ExperimentError, context, run
-from net2vec.experiments.ablation import ablation_test, ablated
-from net2vec.experiments.alignment import (alignment_ratio, concept_loadings, random_rotation, rotate, rotated_source,
-                                           rotation_test)
+from net2vec.experiments.ablation import ablated, ablation_test
+from net2vec.experiments.alignment import (
+    alignment_ratio,
+    concept_loadings,
+    random_rotation,
+    rotate,
+    rotated_source,
+    rotation_test,
+)
 from net2vec.experiments.common import dissect
 from net2vec.experiments.robustness import parse, patch_index, robustness_test, shuffle_patches
-from net2vec.pipeline import prepare_activation_store
+from net2vec.pipeline import ensure_dataset, prepare_activation_store
 
 
 def experiments_config(workdir: Path, *overrides: str):
     """The `experiments` config with data, cache and run directory under `workdir`, tiny data."""
-    paths = [f"paths.root_dir={workdir}", f"paths.data_dir={workdir}/data", f"paths.cache_dir={workdir}/cache",
-             f"paths.output_dir={workdir}/run"]
+    paths = [
+        f"paths.root_dir={workdir}",
+        f"paths.data_dir={workdir}/data",
+        f"paths.cache_dir={workdir}/cache",
+        f"paths.output_dir={workdir}/run",
+    ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("experiments", overrides=[*paths, *TINY, *overrides])
 
@@ -52,7 +62,9 @@ def synthnet(tmp_path_factory):
 
 def test_rotation_is_orthogonal_and_rotates_every_position():
     q = random_rotation(6, seed=3)
-    assert np.allclose(q @ q.T, np.eye(6), atol=1e-10) and not np.allclose(q, random_rotation(6, seed=4))
+    assert np.allclose(q @ q.T, np.eye(6), atol=1e-10) and not np.allclose(
+        q, random_rotation(6, seed=4)
+    )
     acts = np.random.default_rng(0).random((2, 6, 3, 4)).astype(np.float32)
     brute = np.zeros_like(acts)
     for n in range(2):
@@ -70,9 +82,13 @@ def test_patch_shuffle_moves_whole_patches():
     step = size // grid
     for p in range(grid * grid):
         (py, px), (qy, qx) = divmod(p, grid), divmod(int(perm[p]), grid)
-        expected = image[0, qy * step:(qy + 1) * step, qx * step:(qx + 1) * step].numpy()
-        assert np.array_equal(moved[py * step:(py + 1) * step, px * step:(px + 1) * step], expected)
-    assert sorted(patch_index(size, grid, perm).ravel()) == list(range(size * size))   # a permutation
+        expected = image[0, qy * step : (qy + 1) * step, qx * step : (qx + 1) * step].numpy()
+        assert np.array_equal(
+            moved[py * step : (py + 1) * step, px * step : (px + 1) * step], expected
+        )
+    assert sorted(patch_index(size, grid, perm).ravel()) == list(
+        range(size * size)
+    )  # a permutation
     with pytest.raises(ExperimentError, match="patches:G"):
         parse("patches:2.5")
 
@@ -82,12 +98,12 @@ def test_concept_loadings_single_unit_vs_rotated_basis():
     presence = np.zeros((400, 2), bool)
     presence[:150, 0] = True
     pooled = rng.normal(size=(400, 8))
-    pooled[:150, 3] += 4.0                                     # unit 3 carries concept 0
+    pooled[:150, 3] += 4.0  # unit 3 carries concept 0
     concepts = SimpleNamespace(presence=presence)
     loading, explained = concept_loadings(concepts, pooled, 0)
     standard = (pooled - pooled.mean(0)) / pooled.std(0)
     rows = standard[:150]
-    eigval, eigvec = np.linalg.eigh(rows.T @ rows)             # brute force: top eigenvector of XᵀX
+    eigval, eigvec = np.linalg.eigh(rows.T @ rows)  # brute force: top eigenvector of XᵀX
     assert np.allclose(np.abs(loading), np.abs(eigvec[:, -1]), atol=1e-8)
     assert explained == pytest.approx(eigval[-1] / eigval.sum())
     assert np.argmax(np.abs(loading)) == 3 and alignment_ratio(loading) > 3
@@ -98,13 +114,22 @@ def test_concept_loadings_single_unit_vs_rotated_basis():
 def test_rotation_removes_planted_detectors_but_not_the_all_filter_probe(planted):
     cfg, concepts, store = planted
     source = rotated_source(store, seed=0, quantile=0.005)
-    values = np.sort(source.activations(np.arange(store.num_images)).transpose(1, 0, 2, 3).reshape(store.num_filters, -1), 1)
+    values = np.sort(
+        source.activations(np.arange(store.num_images))
+        .transpose(1, 0, 2, 3)
+        .reshape(store.num_filters, -1),
+        1,
+    )
     m = int(np.ceil(0.005 * values.shape[1]))
-    assert np.allclose(source.thresholds, values[:, -m - 1])   # exact top-τ threshold of the rotated values
+    assert np.allclose(
+        source.thresholds, values[:, -m - 1]
+    )  # exact top-τ threshold of the rotated values
     table = rotation_test(context(cfg), concepts, store, seeds=[0, 1], probe=True)
     unique = np.array(table["unique"], float)
     probe = np.array(table["all_filter_iou"], float)
-    assert unique[0] >= 1.5 * unique[1:].max(), unique       # axis-aligned planted concepts lose detectors
+    assert unique[0] >= 1.5 * unique[1:].max(), (
+        unique
+    )  # axis-aligned planted concepts lose detectors
     assert (np.abs(probe[1:] - probe[0]) < 0.3 * probe[0]).all(), probe
     again = dissect(concepts, store)
     assert np.array_equal(again.iou, dissect(concepts, store).iou)
@@ -116,17 +141,21 @@ def test_noise_100_lowers_detector_counts(synthnet):
     clean, noisy = table.rows
     assert table["condition"] == ["clean", "noise:100"]
     assert noisy[table.columns.index("unique")] < clean[table.columns.index("unique")]
-    assert noisy[-1] < clean[-1]                                # mean top IoU of the units
+    assert noisy[-1] < clean[-1]  # mean top IoU of the units
 
 
 def test_ablating_the_most_tied_units_hurts_the_class_more(synthnet):
     cfg, concepts, store = synthnet
     result = dissect(concepts, store)
-    table, info = ablation_test(context(cfg), concepts, result, {"split": "all", "tied": 3, "sizes": [16, 32, 64]})
+    table, info = ablation_test(
+        context(cfg), concepts, result, {"split": "all", "tied": 3, "sizes": [16, 32, 64]}
+    )
     most = np.mean([r[2] for r in table.rows if r[0] == "most"])
     least = np.mean([r[2] for r in table.rows if r[0] == "least"])
     assert most < least, table.rows
-    assert np.mean([r[4] for r in table.rows if r[0] == "most"]) < np.mean([r[4] for r in table.rows if r[0] == "least"])
+    assert np.mean([r[4] for r in table.rows if r[0] == "most"]) < np.mean(
+        [r[4] for r in table.rows if r[0] == "least"]
+    )
     assert info["images"] > 0 and len(info["tied_concepts"]) == 3
 
 
@@ -136,7 +165,7 @@ def test_ablated_hook_zeroes_only_the_chosen_units():
     with ablated(layer, [1, 3]):
         out = layer(x)
     assert out[:, [1, 3]].abs().sum() == 0 and out[:, [0, 2, 4]].eq(1).all()
-    assert layer(x).eq(1).all()                                 # hook removed
+    assert layer(x).eq(1).all()  # hook removed
 
 
 def test_run_writes_tables_and_figures(tmp_path, planted):
@@ -147,8 +176,16 @@ def test_run_writes_tables_and_figures(tmp_path, planted):
     cfg.experiments.alignment.seeds = [0]
     cfg.experiments.alignment.probe = False
     summary = run(cfg)
-    for name in ("alignment_rotation.csv", "alignment_rotation_summary.csv", "alignment_pca.csv", "alignment.png",
-                 "layer_units.csv", "layer_concepts.csv", "layer_detectors.csv", "layer_detectors.png"):
+    for name in (
+        "alignment_rotation.csv",
+        "alignment_rotation_summary.csv",
+        "alignment_pca.csv",
+        "alignment.png",
+        "layer_units.csv",
+        "layer_concepts.csv",
+        "layer_detectors.csv",
+        "layer_detectors.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert summary["robustness"].startswith("skipped")
     assert json.loads((out / "experiments.json").read_text())["network"] == "planted"
@@ -156,8 +193,15 @@ def test_run_writes_tables_and_figures(tmp_path, planted):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 * 64 and {r["layer"] for r in rows} == {"conv5"}
     # the outputs land in evaluate.py's report
-    report = evaluate(OmegaConf.create({"runs": [str(out)], "output_dir": str(tmp_path / "report"), "logger": None}))
-    assert "planted-run layer_units" in report.tables and len(report.tables["planted-run layer_units"]) == 3 * 64
+    report = evaluate(
+        OmegaConf.create(
+            {"runs": [str(out)], "output_dir": str(tmp_path / "report"), "logger": None}
+        )
+    )
+    assert (
+        "planted-run layer_units" in report.tables
+        and len(report.tables["planted-run layer_units"]) == 3 * 64
+    )
     assert (tmp_path / "report" / "planted-run-alignment.png").read_bytes()[:4] == b"\x89PNG"
     assert "Experiments: planted conv5" in (tmp_path / "report" / "index.html").read_text()
     cfg.experiments.run = ["dissection"]

@@ -1,6 +1,7 @@
 """Activation store: stored values equal a direct forward pass, thresholds equal a sort-based
 quantile of the stored values, and the cache is reused only for the same (dataset, network,
 weights, layer, input size) and never when incomplete."""
+
 from pathlib import Path
 
 import h5py
@@ -8,7 +9,8 @@ import hydra
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
+from conftest import store_config
+from test_thresholds import sort_threshold
 
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic
@@ -17,8 +19,6 @@ from net2vec.features import store as store_module
 from net2vec.features.extract import ProbeImages, normalise
 from net2vec.features.store import ActivationStore
 from net2vec.pipeline import prepare_activation_store
-from test_thresholds import sort_threshold
-from conftest import store_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
 
@@ -26,21 +26,35 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     base = tmp_path_factory.mktemp("extract")
-    concepts = prepare_concept_store(generate_synthetic(base / "syn", images=24, size=64, seed=0, progress=False),
-                                     base / "cache", progress=False)
-    other = prepare_concept_store(generate_synthetic(base / "syn2", images=24, size=64, seed=1, progress=False),
-                                  base / "cache", progress=False)
+    concepts = prepare_concept_store(
+        generate_synthetic(base / "syn", images=24, size=64, seed=0, progress=False),
+        base / "cache",
+        progress=False,
+    )
+    other = prepare_concept_store(
+        generate_synthetic(base / "syn2", images=24, size=64, seed=1, progress=False),
+        base / "cache",
+        progress=False,
+    )
     return base, concepts, other
 
 
 def make_cfg(base, network="synthnet", layer="conv5", **network_override):
-    return store_config(base / "cache", network, layer, 0.01, **{"weights": None, "input_size": 64, **network_override})
+    return store_config(
+        base / "cache",
+        network,
+        layer,
+        0.01,
+        **{"weights": None, "input_size": 64, **network_override},
+    )
 
 
 def direct(cfg, concepts, upto):
     """The network applied by hand (no hooks) to the dataset's preprocessed images."""
     model = hydra.utils.instantiate(cfg.network).build()
-    images = ProbeImages(concepts.attrs["dataset_root"], concepts.images, int(cfg.network.input_size))
+    images = ProbeImages(
+        concepts.attrs["dataset_root"], concepts.images, int(cfg.network.input_size)
+    )
     x = normalise(torch.stack([images[i][1] for i in range(len(images))]))
     with torch.no_grad():
         return upto(model, x).numpy()
@@ -55,12 +69,21 @@ def test_synthnet_store_equals_direct_forward_and_sorted_quantile(stores):
     np.testing.assert_allclose(store.activations(rows), want, rtol=1e-5, atol=1e-5)
     assert (store.num_images, store.num_filters, store.map_size) == (24, 128, (4, 4))
     np.testing.assert_array_equal(store.thresholds, sort_threshold(store.activations(rows), 0.01))
-    np.testing.assert_array_equal(store.thresholded([5, 2, 7]), store.activations([5, 2, 7]) > store.thresholds[:, None, None])
+    np.testing.assert_array_equal(
+        store.thresholded([5, 2, 7]), store.activations([5, 2, 7]) > store.thresholds[:, None, None]
+    )
     np.testing.assert_allclose(store.pooled(), want.mean((2, 3)), rtol=1e-5, atol=1e-6)
     attrs = store.attrs
-    assert (attrs["network"], attrs["layer"], attrs["module"], attrs["input_size"], attrs["channels"]) == \
-        ("synthnet", "conv5", "conv5", 64, 128)
-    assert attrs["stride"] == 16 and attrs["index_fingerprint"] == concepts.attrs["index_fingerprint"]
+    assert (
+        attrs["network"],
+        attrs["layer"],
+        attrs["module"],
+        attrs["input_size"],
+        attrs["channels"],
+    ) == ("synthnet", "conv5", "conv5", 64, 128)
+    assert (
+        attrs["stride"] == 16 and attrs["index_fingerprint"] == concepts.attrs["index_fingerprint"]
+    )
     assert store.quantile == 0.01 and attrs["net2vec_complete"]
 
 
@@ -87,8 +110,12 @@ def test_reuse_and_never_reuse_other_settings(stores, monkeypatch):
     again = prepare_activation_store(make_cfg(base), concepts)
     assert again.path == first.path and calls == []
     paths = {first.path}
-    for cfg, store in [(make_cfg(base, layer="conv4"), concepts), (make_cfg(base, init_seed=1), concepts),
-                       (make_cfg(base), other), (make_cfg(base, layer="conv5.2"), concepts)]:
+    for cfg, store in [
+        (make_cfg(base, layer="conv4"), concepts),
+        (make_cfg(base, init_seed=1), concepts),
+        (make_cfg(base), other),
+        (make_cfg(base, layer="conv5.2"), concepts),
+    ]:
         built = prepare_activation_store(cfg, store)
         assert built.path not in paths and built.attrs["key"] in built.path.name
         paths.add(built.path)
@@ -104,7 +131,7 @@ def test_incomplete_or_mismatched_store_is_rebuilt(stores, monkeypatch):
     reader = ActivationStore(path)
     good = reader.activations([0, 1])
     reader.close()
-    with h5py.File(path, "a") as handle:      # as if the writer died before the last attribute
+    with h5py.File(path, "a") as handle:  # as if the writer died before the last attribute
         handle.attrs["net2vec_complete"] = False
         handle["activations"][0] = 0
     with pytest.raises(ValueError, match="incomplete"):
@@ -112,7 +139,7 @@ def test_incomplete_or_mismatched_store_is_rebuilt(stores, monkeypatch):
     rebuilt = prepare_activation_store(cfg, concepts)
     np.testing.assert_array_equal(rebuilt.activations([0, 1]), good)
     rebuilt.close()
-    with h5py.File(path, "a") as handle:      # a file of other settings under this name
+    with h5py.File(path, "a") as handle:  # a file of other settings under this name
         handle.attrs["key"] = "something-else"
     assert prepare_activation_store(cfg, concepts).attrs["key"] in path.name
 

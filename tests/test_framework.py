@@ -5,6 +5,7 @@ rank 1); the single-process reference runs in this process. Data: network=plante
 synthetic set of conftest (80 images of 64 px, 3 epochs), batches of 8 images so that an epoch has
 several steps and the DDP ranks' shares of a batch differ.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,10 +21,10 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+from conftest import CONF, TINY, compose_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONF, TINY, compose_config
 from net2vec.cli import check_choices
 from net2vec.config import ConfigError, check_config
 from net2vec.data.concept_store import ConceptStore
@@ -46,24 +47,38 @@ def environment(tmp_path: Path) -> dict:
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", HYDRA_FULL_ERROR="0")
     for name in ("NET2VEC_ROOT", "NET2VEC_DATA", "NET2VEC_CACHE"):
         env.pop(name, None)
-    env["WANDB_DIR"] = env["WANDB_CACHE_DIR"] = env["WANDB_CONFIG_DIR"] = str(tmp_path / "wandb-home")
+    env["WANDB_DIR"] = env["WANDB_CACHE_DIR"] = env["WANDB_CONFIG_DIR"] = str(
+        tmp_path / "wandb-home"
+    )
     return env
 
 
 def run_script(tmp_path: Path, *args: str, script: str = "train.py", timeout: int = 300):
     """Run an entry point of the repository with `args`; stdout and stderr separately."""
-    return subprocess.run([PYTHON, str(ROOT / script), *args], cwd=tmp_path, env=environment(tmp_path),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [PYTHON, str(ROOT / script), *args],
+        cwd=tmp_path,
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def paths(workdir: Path, data_dir: Path, cache: Path, run_dir: Path | None = None) -> list[str]:
     """The path overrides of conftest.compose_config, for a command line."""
-    out = [f"paths.root_dir={workdir}", f"paths.data_dir={data_dir}", f"paths.cache_dir={cache}",
-           f"hydra.run.dir={workdir}/hydra", f"hydra.sweep.dir={workdir}/multirun"]
+    out = [
+        f"paths.root_dir={workdir}",
+        f"paths.data_dir={data_dir}",
+        f"paths.cache_dir={cache}",
+        f"hydra.run.dir={workdir}/hydra",
+        f"hydra.sweep.dir={workdir}/multirun",
+    ]
     return out + ([f"paths.output_dir={run_dir}"] if run_dir is not None else [])
 
 
 # --- DDP -------------------------------------------------------------------------------------
+
 
 def numeric_columns(rows: list[dict]) -> dict[str, np.ndarray]:
     keep = [key for key in rows[0] if key not in ("concept", "category")]
@@ -83,7 +98,9 @@ def test_ddp_shards_every_batch_exactly():
             assert not set(per_rank[0][step]) & set(per_rank[1][step])
     assert list(EpochShuffle(5, 0, 2, shuffle=False)) == [[0, 1], [2, 3], [4]]
     assert list(EpochShuffle(5, 0, 2, shuffle=False, rank=1, world_size=2)) == [[1], [3], []]
-    assert list(EpochShuffle(21, seed=3, batch_size=8)) != list(EpochShuffle(21, seed=4, batch_size=8))
+    assert list(EpochShuffle(21, seed=3, batch_size=8)) != list(
+        EpochShuffle(21, seed=4, batch_size=8)
+    )
 
 
 def test_classification_batches_are_sharded_the_same_way():
@@ -91,35 +108,52 @@ def test_classification_batches_are_sharded_the_same_way():
     split = np.array([0] * 21 + [1] * 9, dtype=np.uint8)
     presence = np.random.default_rng(0).random((n, concepts)) < 0.4
     store = SimpleNamespace(num_images=n, split=split, presence=presence)
-    acts = SimpleNamespace(num_images=n, pooled=lambda: np.random.default_rng(1).random((n, 4), dtype=np.float32))
+    acts = SimpleNamespace(
+        num_images=n, pooled=lambda: np.random.default_rng(1).random((n, 4), dtype=np.float32)
+    )
     dm = ClassificationDataModule(store, acts, batch_size=8, seed=2)
     whole = [b["image_index"].tolist() for b in dm._train_batches(epoch=1)]
     halves = [[b["image_index"].tolist() for b in dm._train_batches(1, rank, 2)] for rank in (0, 1)]
     assert [sorted(a + b) for a, b in zip(*halves)] == [sorted(batch) for batch in whole]
     val = [[b["image_index"].tolist() for b in dm._val_batches(rank, 2)] for rank in (0, 1)]
-    assert sorted(sum(val[0] + val[1], [])) == list(range(21, 30)) and len(val[0]) == len(val[1]) == 2
+    assert (
+        sorted(sum(val[0] + val[1], [])) == list(range(21, 30)) and len(val[0]) == len(val[1]) == 2
+    )
 
 
 def ddp_vs_one_process(tmp_path: Path, shared_cache: Path, task: str) -> dict:
     """Train once with trainer=ddp (2 CPU ranks, gloo) and once in this process; compare."""
     common = [*SMALL_BATCHES, f"task={task}", "probe.subsets=[1,4]"]
     data_dir = shared_cache / "data"
-    reference = compose_config(tmp_path / "one", *common, f"paths.data_dir={data_dir}", cache=tmp_path / "cache-one")
+    reference = compose_config(
+        tmp_path / "one", *common, f"paths.data_dir={data_dir}", cache=tmp_path / "cache-one"
+    )
     train(reference)
     run_dir = tmp_path / "ddp" / "run"
-    done = run_script(tmp_path, *TINY, *common, "trainer=ddp",
-                      *paths(tmp_path / "ddp", data_dir, tmp_path / "cache-ddp", run_dir))
+    done = run_script(
+        tmp_path,
+        *TINY,
+        *common,
+        "trainer=ddp",
+        *paths(tmp_path / "ddp", data_dir, tmp_path / "cache-ddp", run_dir),
+    )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     assert "[rank: 1]" in log and "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in log
-    assert log.count("run directory:") == 1                   # only rank 0 writes the run's files
-    assert len(re.findall(r"concept store: \d+ concepts kept", log)) == 1 and "concept store: reusing" in log
-    assert "activation store: reusing" in log                  # rank 1 finds the store rank 0 built
+    assert log.count("run directory:") == 1  # only rank 0 writes the run's files
+    assert (
+        len(re.findall(r"concept store: \d+ concepts kept", log)) == 1
+        and "concept store: reusing" in log
+    )
+    assert "activation store: reusing" in log  # rank 1 finds the store rank 0 built
     one, ddp = read_results(tmp_path / "one" / "run"), read_results(run_dir)
     assert [r["concept"] for r in one] == [r["concept"] for r in ddp]
     a, b = numeric_columns(one), numeric_columns(ddp)
     diffs = {key: float(np.abs(a[key] - b[key]).max()) for key in a}
-    with h5py.File(tmp_path / "one" / "run" / "embeddings.h5") as x, h5py.File(run_dir / "embeddings.h5") as y:
+    with (
+        h5py.File(tmp_path / "one" / "run" / "embeddings.h5") as x,
+        h5py.File(run_dir / "embeddings.h5") as y,
+    ):
         for key in ("weights", "bias", "subsets/F4/weights"):
             diffs[f"embeddings/{key}"] = float(np.abs(x[key][:] - y[key][:]).max())
         trained = y["weights"][:]
@@ -129,7 +163,7 @@ def ddp_vs_one_process(tmp_path: Path, shared_cache: Path, task: str) -> dict:
     assert str(store.path).startswith(str(tmp_path / "cache-ddp"))
     start = init_weights(store.num_concepts, trained.shape[1], seed=0).numpy()
     start = start[store.pixel_level] if task == "seg" else start
-    assert np.abs(trained - start).max() > 1e-4                # the comparison is not of untrained probes
+    assert np.abs(trained - start).max() > 1e-4  # the comparison is not of untrained probes
     return diffs
 
 
@@ -147,7 +181,7 @@ def test_only_rank_zero_takes_the_probe_cache_lock(monkeypatch):
     from net2vec.probes.base import ddp_loss_scale
     from net2vec.probes.segmentation import SegmentationProbe
 
-    assert ddp_loss_scale(SegmentationProbe(2, 3, np.full(2, 0.9))) == 1   # no trainer: no scaling
+    assert ddp_loss_scale(SegmentationProbe(2, 3, np.full(2, 0.9))) == 1  # no trainer: no scaling
     taken = []
     monkeypatch.setattr(fitting, "file_lock", lambda path: taken.append(path) or open(os.devnull))
     fitter = fitting.Fitter(None, None, Path("/nonexistent"), Path("/nonexistent"), {}, "probe")
@@ -161,21 +195,22 @@ def test_only_rank_zero_takes_the_probe_cache_lock(monkeypatch):
 
 # --- W&B offline -----------------------------------------------------------------------------
 
+
 def wandb_records(path: Path):
     """The protobuf records of a .wandb file (LevelDB-style log: 32 KiB blocks of chunks)."""
     from wandb.proto import wandb_internal_pb2
 
-    data, block, pos, pending = path.read_bytes(), 32768, 7, b""      # 7-byte ':W&B' header
+    data, block, pos, pending = path.read_bytes(), 32768, 7, b""  # 7-byte ':W&B' header
     while pos + 7 <= len(data):
-        if block - pos % block < 7:                                    # block trailer: padding
+        if block - pos % block < 7:  # block trailer: padding
             pos += block - pos % block
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind == 0 and length == 0:
             pos += block - pos % block if pos % block else 0
             continue
-        pending = chunk if kind in (1, 2) else pending + chunk         # full, first | middle, last
+        pending = chunk if kind in (1, 2) else pending + chunk  # full, first | middle, last
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pending)
@@ -185,31 +220,56 @@ def wandb_records(path: Path):
 def wandb_history(run_dir: Path) -> list[dict]:
     files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1, files
-    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
-            for record in wandb_records(files[0]) if record.WhichOneof("record_type") == "history"]
+    return [
+        {
+            item.key or "/".join(item.nested_key): json.loads(item.value_json)
+            for item in record.history.item
+        }
+        for record in wandb_records(files[0])
+        if record.WhichOneof("record_type") == "history"
+    ]
 
 
-def test_wandb_offline_holds_the_epoch_metrics_and_the_results_table(tmp_path, shared_cache, monkeypatch):
-    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+def test_wandb_offline_holds_the_epoch_metrics_and_the_results_table(
+    tmp_path, shared_cache, monkeypatch
+):
+    for name in (
+        "WANDB_DIR",
+        "WANDB_CACHE_DIR",
+        "WANDB_CONFIG_DIR",
+        "WANDB_DATA_DIR",
+        "WANDB_ARTIFACT_DIR",
+    ):
         monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = compose_config(tmp_path, "network=planted", "probe.subsets=[1,4]", "logger=wandb", "task.batch_size=16",
-                         f"paths.data_dir={shared_cache}/data", cache=tmp_path / "cache")
+    cfg = compose_config(
+        tmp_path,
+        "network=planted",
+        "probe.subsets=[1,4]",
+        "logger=wandb",
+        "task.batch_size=16",
+        f"paths.data_dir={shared_cache}/data",
+        cache=tmp_path / "cache",
+    )
     train(cfg)
     run_dir = tmp_path / "run"
     history = wandb_history(run_dir)
-    epochs = {name: [h["epoch"] for h in history if name in h]
-              for name in ("train/loss", "val/mean_iou", "val/mean_iou_F1", "val/mean_iou_F4")}
-    assert epochs["train/loss"] == [0, 1, 2, 0, 1, 2]                     # all filters, then the subsets
+    epochs = {
+        name: [h["epoch"] for h in history if name in h]
+        for name in ("train/loss", "val/mean_iou", "val/mean_iou_F1", "val/mean_iou_F4")
+    }
+    assert epochs["train/loss"] == [0, 1, 2, 0, 1, 2]  # all filters, then the subsets
     assert epochs["val/mean_iou"][:3] == [0, 1, 2] and epochs["val/mean_iou_F4"][:3] == [0, 1, 2]
     steps = [h["trainer/global_step"] for h in history if "trainer/global_step" in h]
-    assert steps == sorted(steps) and steps[-1] > 3, steps                # the second fit continues the axis
+    assert steps == sorted(steps) and steps[-1] > 3, steps  # the second fit continues the axis
     assert [h["_step"] for h in history] == list(range(len(history)))
     summary = json.loads((run_dir / "summary.json").read_text())
     last = {key: value for h in history for key, value in h.items()}
     assert last["summary/all/all"] == pytest.approx(summary["mean_by_category"]["all"]["all"])
     rows = read_results(run_dir)
-    table_path = next((run_dir / "wandb").glob("offline-run-*/files/media/table/results_*.table.json"))
+    table_path = next(
+        (run_dir / "wandb").glob("offline-run-*/files/media/table/results_*.table.json")
+    )
     table = json.loads(table_path.read_text())
     assert table["columns"] == list(rows[0]) and len(table["data"]) == len(rows)
     assert [str(row[0]) for row in table["data"]] == [row["concept"] for row in rows]
@@ -218,7 +278,9 @@ def test_wandb_offline_holds_the_epoch_metrics_and_the_results_table(tmp_path, s
 
 def test_monotonic_steps_continue_a_new_fit_after_the_last_step():
     logged = []
-    inner = SimpleNamespace(log_metrics=lambda metrics, step=None: logged.append(step), name="n", version=1)
+    inner = SimpleNamespace(
+        log_metrics=lambda metrics, step=None: logged.append(step), name="n", version=1
+    )
     logger = MonotonicSteps(inner)
     for step in (0, 2, 4, 4, 1, 3, 5, None, 0):
         logger.log_metrics({"m": 1.0}, step)
@@ -228,47 +290,80 @@ def test_monotonic_steps_continue_a_new_fit_after_the_last_step():
 
 # --- Hydra multirun and launchers ---------------------------------------------------------------
 
+
 def test_multirun_runs_every_job_and_builds_the_shared_stores_once(tmp_path, shared_cache):
-    done = run_script(tmp_path, "-m", *TINY, "network=planted", "task=seg,cls", "task.epochs=2",
-                      "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                      *paths(tmp_path, shared_cache / "data", tmp_path / "cache"))
+    done = run_script(
+        tmp_path,
+        "-m",
+        *TINY,
+        "network=planted",
+        "task=seg,cls",
+        "task.epochs=2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *paths(tmp_path, shared_cache / "data", tmp_path / "cache"),
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     jobs = sorted((tmp_path / "multirun").glob("*-planted-conv5-*"))
     assert [job.name for job in jobs] == ["0-planted-conv5-seg", "1-planted-conv5-cls"]
     for job in jobs:
         assert {"results.csv", "embeddings.h5", "summary.json"} <= {p.name for p in job.iterdir()}
     logs = "".join((job / "train.log").read_text() for job in jobs)
-    assert logs.count("concept store: 97 concepts kept") == 1 and logs.count("concept store: reusing") == 1
-    assert logs.count("activation store: built") == 1 and logs.count("activation store: reusing") == 1
+    assert (
+        logs.count("concept store: 97 concepts kept") == 1
+        and logs.count("concept store: reusing") == 1
+    )
+    assert (
+        logs.count("activation store: built") == 1 and logs.count("activation store: reusing") == 1
+    )
     assert len(list((tmp_path / "cache" / "activations").glob("*.h5"))) == 1
-    stores = {json.loads((job / "summary.json").read_text())["stores"]["activation_store"] for job in jobs}
+    stores = {
+        json.loads((job / "summary.json").read_text())["stores"]["activation_store"] for job in jobs
+    }
     assert len(stores) == 1
 
 
-@pytest.mark.parametrize("launcher,target", [
-    ("joblib", "JoblibLauncher"),
-    ("submitit_slurm", "SlurmLauncher"),
-])
+@pytest.mark.parametrize(
+    "launcher,target",
+    [
+        ("joblib", "JoblibLauncher"),
+        ("submitit_slurm", "SlurmLauncher"),
+    ],
+)
 def test_launcher_plugins_compose(launcher, target):
     pytest.importorskip(f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"hydra/launcher={launcher}", "trainer=ddp", "paths.root_dir=/tmp",
-                                           "paths.output_dir=/tmp/r"], return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=[
+                f"hydra/launcher={launcher}",
+                "trainer=ddp",
+                "paths.root_dir=/tmp",
+                "paths.output_dir=/tmp/r",
+            ],
+            return_hydra_config=True,
+        )
     assert cfg.hydra.launcher._target_.endswith(target)
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 2
 
 
 # --- one-line errors ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args,fragments", [
-    (["network=nope"], ["network='nope'", "alexnet", "planted"]),
-    (["-m", "task=seg,nope"], ["task='nope'", "cls, seg"]),
-    (["network=planted", "layer=nope"], ["layer='nope'", "conv5"]),
-    (["probe.quantile=1.5"], ["probe.quantile=1.5"]),
-    (["network=planted", "probe.subsets=[9999]"], ["F=9999", "K=64"]),
-])
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["network=nope"], ["network='nope'", "alexnet", "planted"]),
+        (["-m", "task=seg,nope"], ["task='nope'", "cls, seg"]),
+        (["network=planted", "layer=nope"], ["layer='nope'", "conv5"]),
+        (["probe.quantile=1.5"], ["probe.quantile=1.5"]),
+        (["network=planted", "probe.subsets=[9999]"], ["F=9999", "K=64"]),
+    ],
+)
 def test_bad_values_end_the_command_with_one_line(tmp_path, args, fragments):
-    done = run_script(tmp_path, *args, *paths(tmp_path, tmp_path / "data", tmp_path / "cache"), timeout=120)
+    done = run_script(
+        tmp_path, *args, *paths(tmp_path, tmp_path / "data", tmp_path / "cache"), timeout=120
+    )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith("error: ") and all(f in lines[0] for f in fragments), lines[0]
@@ -276,20 +371,29 @@ def test_bad_values_end_the_command_with_one_line(tmp_path, args, fragments):
 
 
 def test_evaluate_reports_a_bad_run_directory_in_one_line(tmp_path):
-    done = run_script(tmp_path, f"runs=[{tmp_path}/nope]", f"hydra.run.dir={tmp_path}/eval", script="evaluate.py",
-                      timeout=120)
-    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "error: " in done.stderr, done.stderr
+    done = run_script(
+        tmp_path,
+        f"runs=[{tmp_path}/nope]",
+        f"hydra.run.dir={tmp_path}/eval",
+        script="evaluate.py",
+        timeout=120,
+    )
+    assert (
+        done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "error: " in done.stderr
+    ), done.stderr
 
 
 def test_group_choices_and_layers_are_checked_before_anything_runs(tmp_path):
-    check_choices(CONF, ["network=planted", "task=seg,cls", "experiment=null", "probe.subsets=[1]", "+x=y"])
+    check_choices(
+        CONF, ["network=planted", "task=seg,cls", "experiment=null", "probe.subsets=[1]", "+x=y"]
+    )
     with pytest.raises(ConfigError, match="expected one of cls, seg"):
         check_choices(CONF, ["task=seg,clss"])
     cfg = compose_config(tmp_path, "network=synthnet", "layer=conv2", "probe.subsets=[33]")
     with pytest.raises(ConfigError, match="K=32"):
         check_config(cfg)
     cfg = compose_config(tmp_path, "network=synthnet", "layer=conv2.0", "probe.subsets=[1]")
-    check_config(cfg)                                     # a raw module path is a layer too
+    check_config(cfg)  # a raw module path is a layer too
     assert not (tmp_path / "cache").exists()
 
 
@@ -298,9 +402,12 @@ def test_only_net2vec_errors_become_one_line():
 
     with pytest.raises(ValueError, match="invalid literal"):
         with one_line_errors():
-            int("x")                                      # raised inside Python, not by net2vec
+            int("x")  # raised inside Python, not by net2vec
     with pytest.raises(SystemExit) as stop:
         with one_line_errors():
-            check_config(OmegaConf.create({"task": {"name": "seg"}, "probe": {"quantile": 2.0, "subsets": []}}))
+            check_config(
+                OmegaConf.create(
+                    {"task": {"name": "seg"}, "probe": {"quantile": 2.0, "subsets": []}}
+                )
+            )
     assert stop.value.code == 2
-

@@ -1,4 +1,5 @@
 """SetIoU / PerImageIoU / set_iou against brute-force NumPy counts and torchmetrics."""
+
 import numpy as np
 import pytest
 import torch
@@ -31,11 +32,15 @@ def test_set_iou_batchwise_equals_brute_force():
     metric = SetIoU(6)
     for start in range(0, len(pred), 10):
         sl = slice(start, start + 10)
-        metric.update(torch.from_numpy(pred[sl]), torch.from_numpy(target[sl]), torch.from_numpy(concept[sl]))
+        metric.update(
+            torch.from_numpy(pred[sl]), torch.from_numpy(target[sl]), torch.from_numpy(concept[sl])
+        )
     expected = brute_set_iou(pred, target, concept, 6)
     np.testing.assert_allclose(metric.compute().numpy(), expected, rtol=1e-12)
     assert expected[-1] == 0 and int(metric.union[-1]) == 0  # unseen concept: 0 by convention
-    functional = set_iou(torch.from_numpy(pred), torch.from_numpy(target), torch.from_numpy(concept), 6)
+    functional = set_iou(
+        torch.from_numpy(pred), torch.from_numpy(target), torch.from_numpy(concept), 6
+    )
     np.testing.assert_allclose(functional.numpy(), expected, rtol=1e-12)
 
 
@@ -57,19 +62,29 @@ def test_per_image_iou_collects_pairs():
     metric = PerImageIoU()
     for start in range(0, len(pred), 16):
         sl = slice(start, start + 16)
-        metric.update(torch.from_numpy(pred[sl]), torch.from_numpy(target[sl]),
-                      torch.from_numpy(concept[sl]), torch.from_numpy(image[sl]))
+        metric.update(
+            torch.from_numpy(pred[sl]),
+            torch.from_numpy(target[sl]),
+            torch.from_numpy(concept[sl]),
+            torch.from_numpy(image[sl]),
+        )
     out = metric.compute()
     inter = np.logical_and(pred, target).sum((1, 2))
     union = np.logical_or(pred, target).sum((1, 2))
     np.testing.assert_allclose(out["iou"].numpy(), inter / union, rtol=1e-12)
     np.testing.assert_array_equal(out["image"].numpy(), image)
     np.testing.assert_array_equal(out["concept"].numpy(), concept)
-    empty = per_image_iou(torch.zeros(1, 3, 3, dtype=torch.bool), torch.zeros(1, 3, 3, dtype=torch.bool))
+    empty = per_image_iou(
+        torch.zeros(1, 3, 3, dtype=torch.bool), torch.zeros(1, 3, 3, dtype=torch.bool)
+    )
     assert float(empty[0]) == 0.0
 
 
 def test_set_iou_rejects_bad_concept_index():
     metric = SetIoU(3)
     with pytest.raises(ValueError, match="out of range"):
-        metric.update(torch.ones(1, 2, 2, dtype=torch.bool), torch.ones(1, 2, 2, dtype=torch.bool), torch.tensor([3]))
+        metric.update(
+            torch.ones(1, 2, 2, dtype=torch.bool),
+            torch.ones(1, 2, 2, dtype=torch.bool),
+            torch.tensor([3]),
+        )

@@ -1,13 +1,14 @@
 """Networks: every alias resolves to a post-ReLU module with the configured channel count;
 LayerExtractor stops at the layer and equals a direct forward; weights loading and errors."""
+
 import hydra
 import pytest
 import torch
 import torchvision
+from conftest import group_config
 
 from net2vec.features import networks
 from net2vec.features.hooks import LayerExtractor, NetworkError
-from conftest import group_config
 
 TORCHVISION = ["alexnet", "vgg16", "googlenet", "resnet18", "resnet50"]
 
@@ -32,7 +33,7 @@ def resolve_layer(cfg, layer: str, model=None) -> str:
 @pytest.mark.parametrize("name", TORCHVISION + ["synthnet"])
 def test_every_alias_resolves_with_expected_channels(name):
     cfg = net_cfg(name)
-    with torch.device("meta"):   # the real module graph, shapes only: no weights, no compute
+    with torch.device("meta"):  # the real module graph, shapes only: no weights, no compute
         model = hydra.utils.instantiate(cfg).architecture(weights_given=True)
     size = int(cfg.input_size)
     assert set(cfg.layers) == set(cfg.channels)
@@ -40,7 +41,9 @@ def test_every_alias_resolves_with_expected_channels(name):
         assert resolve_layer(cfg, alias) == path
         out = LayerExtractor(model, path)(torch.empty(1, 3, size, size, device="meta"))
         assert out.shape[1] == cfg.channels[alias], (name, alias)
-    assert resolve_layer(cfg, cfg.layers[next(iter(cfg.layers))]) == cfg.layers[next(iter(cfg.layers))]
+    assert (
+        resolve_layer(cfg, cfg.layers[next(iter(cfg.layers))]) == cfg.layers[next(iter(cfg.layers))]
+    )
 
 
 def test_alexnet_small_input_equals_direct_forward_and_stops_at_layer():
@@ -54,9 +57,11 @@ def test_alexnet_small_input_equals_direct_forward_and_stops_at_layer():
         for alias, path in cfg.layers.items():
             index = int(path.split(".")[1])
             got = LayerExtractor(model, path)(x)
-            torch.testing.assert_close(got, model.features[:index + 1](x), rtol=0, atol=0)
+            torch.testing.assert_close(got, model.features[: index + 1](x), rtol=0, atol=0)
             assert got.min() >= 0 and got.shape[1] == cfg.channels[alias]
-        conv = LayerExtractor(model, "features.0")(x)   # pre-ReLU conv output; next op is ReLU(inplace)
+        conv = LayerExtractor(model, "features.0")(
+            x
+        )  # pre-ReLU conv output; next op is ReLU(inplace)
     assert not later
     assert conv.min() < 0
     torch.testing.assert_close(conv, model.features[0](x))
@@ -66,15 +71,18 @@ def test_captured_output_is_a_clone():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(inplace=True))
     captured = LayerExtractor(model, "0")(torch.randn(1, 3, 8, 8))
     expected = captured.clone()
-    model(torch.randn(1, 3, 8, 8))   # runs conv + in-place ReLU again on new tensors
+    model(torch.randn(1, 3, 8, 8))  # runs conv + in-place ReLU again on new tensors
     captured_again = LayerExtractor(model, "1")(torch.randn(1, 3, 8, 8))
     captured_again.zero_()
     torch.testing.assert_close(captured, expected)
-    assert captured.min() < 0   # the in-place ReLU that followed did not touch it
+    assert captured.min() < 0  # the in-place ReLU that followed did not touch it
 
 
 def test_resnet18_random_init_is_seeded_and_layer4_direct():
-    a, b = build_network(net_cfg("resnet18", weights=None)), build_network(net_cfg("resnet18", weights=None))
+    a, b = (
+        build_network(net_cfg("resnet18", weights=None)),
+        build_network(net_cfg("resnet18", weights=None)),
+    )
     torch.testing.assert_close(a.conv1.weight, b.conv1.weight)
     c = build_network(net_cfg("resnet18", weights=None, init_seed=1))
     assert not torch.equal(a.conv1.weight, c.conv1.weight)

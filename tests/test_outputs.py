@@ -1,4 +1,5 @@
 """Run outputs: results.csv columns per DESIGN.md, embeddings.h5 layout, summary figures; config checks."""
+
 import csv
 import json
 
@@ -18,20 +19,39 @@ def make_outcome(task: str, rng: np.random.Generator) -> ProbeOutcome:
     if task == "seg":
         single = {"single_iou_train": rng.random(4), **single}
     weights = rng.normal(size=(4, 6)).astype(np.float32)
-    subset = {"score_val": rng.random(4), "weights": weights, "bias": np.zeros(4, np.float32),
-              "filters": np.argsort(-np.abs(weights), axis=1)[:, :2]}
-    return ProbeOutcome(task=task, names=names, categories=np.array(["object", "object", "part", "color"]),
-                        label_numbers=np.array([3, 4, 300, 1]), n_train=np.array([10, 20, 5, 7]),
-                        n_val=np.array([3, 4, 2, 2]), single_filter=np.array([0, 5, 2, 1]),
-                        single_scores=single, score_val=rng.random(4), weights=weights,
-                        bias=np.zeros(4, np.float32), subsets={2: subset})
+    subset = {
+        "score_val": rng.random(4),
+        "weights": weights,
+        "bias": np.zeros(4, np.float32),
+        "filters": np.argsort(-np.abs(weights), axis=1)[:, :2],
+    }
+    return ProbeOutcome(
+        task=task,
+        names=names,
+        categories=np.array(["object", "object", "part", "color"]),
+        label_numbers=np.array([3, 4, 300, 1]),
+        n_train=np.array([10, 20, 5, 7]),
+        n_val=np.array([3, 4, 2, 2]),
+        single_filter=np.array([0, 5, 2, 1]),
+        single_scores=single,
+        score_val=rng.random(4),
+        weights=weights,
+        bias=np.zeros(4, np.float32),
+        subsets={2: subset},
+    )
 
 
 @pytest.mark.parametrize("task", ["seg", "cls"])
 def test_outputs_follow_the_contract(tmp_path, task):
     outcome = make_outcome(task, np.random.default_rng(0))
-    summary = write_outputs(outcome, tmp_path, {"task": task}, {"probe": 1.0}, {"concept_store": "x"},
-                            {"network": "synthnet", "layer": "conv5"})
+    summary = write_outputs(
+        outcome,
+        tmp_path,
+        {"task": task},
+        {"probe": 1.0},
+        {"concept_store": "x"},
+        {"network": "synthnet", "layer": "conv5"},
+    )
     with open(tmp_path / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     metric = "iou" if task == "seg" else "acc"
@@ -51,19 +71,30 @@ def test_outputs_follow_the_contract(tmp_path, task):
     better = outcome.score_val >= outcome.single_val
     assert on_disk["percent_all_ge_single"] == pytest.approx(100 * better.mean())
     objects = outcome.categories == "object"
-    assert on_disk["mean_by_category"]["object"]["all"] == pytest.approx(outcome.score_val[objects].mean())
-    assert on_disk["mean_by_category"]["part"]["F2"] == pytest.approx(outcome.subsets[2]["score_val"][2])
+    assert on_disk["mean_by_category"]["object"]["all"] == pytest.approx(
+        outcome.score_val[objects].mean()
+    )
+    assert on_disk["mean_by_category"]["part"]["F2"] == pytest.approx(
+        outcome.subsets[2]["score_val"][2]
+    )
 
 
-@pytest.mark.parametrize("key,value,fragment", [
-    ("task._target_", None, "task="),
-    ("probe.quantile", 1.5, "probe.quantile"),
-    ("probe.quantile", 0.0, "probe.quantile"),
-    ("probe.subsets", [4, 0], "positive integer"),
-])
+@pytest.mark.parametrize(
+    "key,value,fragment",
+    [
+        ("task._target_", None, "task="),
+        ("probe.quantile", 1.5, "probe.quantile"),
+        ("probe.quantile", 0.0, "probe.quantile"),
+        ("probe.subsets", [4, 0], "positive integer"),
+    ],
+)
 def test_bad_config_values_fail_in_one_line(key, value, fragment):
-    cfg = OmegaConf.create({"task": {"_target_": "net2vec.probes.tasks.SegmentationTask", "name": "seg"},
-                            "probe": {"quantile": 0.005, "subsets": []}})
+    cfg = OmegaConf.create(
+        {
+            "task": {"_target_": "net2vec.probes.tasks.SegmentationTask", "name": "seg"},
+            "probe": {"quantile": 0.005, "subsets": []},
+        }
+    )
     OmegaConf.update(cfg, key, value)
     if value is None:
         del cfg.task[key.split(".")[1]]

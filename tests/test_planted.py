@@ -1,16 +1,16 @@
 """Planted activation store: follows its documented encoding, and the saved matrix matches it."""
+
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from conftest import store_config
+from test_thresholds import sort_threshold
 
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic
 from net2vec.pipeline import prepare_activation_store
-from conftest import store_config
-from test_thresholds import sort_threshold
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
 
@@ -18,9 +18,14 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     base = tmp_path_factory.mktemp("planted")
-    concepts = prepare_concept_store(generate_synthetic(base / "syn", images=40, size=64, seed=2, progress=False),
-                                     base / "cache", progress=False)
-    cfg = store_config(base / "cache", "planted", "conv5", 0.005, filters=40, noise_filters=4, seed=3)
+    concepts = prepare_concept_store(
+        generate_synthetic(base / "syn", images=40, size=64, seed=2, progress=False),
+        base / "cache",
+        progress=False,
+    )
+    cfg = store_config(
+        base / "cache", "planted", "conv5", 0.005, filters=40, noise_filters=4, seed=3
+    )
     net = cfg.network
     store = prepare_activation_store(cfg, concepts)
     with h5py.File(store.path) as handle:
@@ -53,9 +58,13 @@ def brute_force(concepts, weights, part, net):
 def test_store_follows_encoding(planted):
     concepts, store, saved, net = planted
     acts = store.activations(np.arange(concepts.num_images))
-    np.testing.assert_allclose(acts, brute_force(concepts, saved["weights"], saved["part"], net), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        acts, brute_force(concepts, saved["weights"], saved["part"], net), rtol=1e-5, atol=1e-5
+    )
     np.testing.assert_array_equal(store.thresholds, sort_threshold(acts, 0.005))
-    assert store.map_size == (8, 8) and store.num_filters == 40 and store.attrs["network"] == "planted"
+    assert (
+        store.map_size == (8, 8) and store.num_filters == 40 and store.attrs["network"] == "planted"
+    )
 
 
 def test_saved_matrix_matches_kinds(planted):
@@ -73,7 +82,11 @@ def test_saved_matrix_matches_kinds(planted):
         elif kind[c] == "single":
             assert len(filters) == 1 and owners[filters[0]] == 1 and part[filters[0]] == -1
         elif kind[c] == "distributed":
-            assert len(filters) == 3 and np.all(owners[filters] == 1) and sorted(part[filters]) == [0, 1, 2]
+            assert (
+                len(filters) == 3
+                and np.all(owners[filters] == 1)
+                and sorted(part[filters]) == [0, 1, 2]
+            )
         else:
             assert len(filters) == 1 and owners[filters[0]] in (2, 3) and part[filters[0]] == -1
     # assignment stops when filters run out: the noise filters stay unused, all but < 3 others used
@@ -89,6 +102,8 @@ def test_single_filter_carries_its_concept(planted):
     for c in singles:
         target = np.zeros((concepts.num_images, 8, 8))
         pairs = np.flatnonzero(concepts.pair_concept == c)
-        target[concepts.pair_image[pairs]] = concepts.masks(pairs).reshape(len(pairs), 8, 4, 8, 4).mean((2, 4))
+        target[concepts.pair_image[pairs]] = (
+            concepts.masks(pairs).reshape(len(pairs), 8, 4, 8, 4).mean((2, 4))
+        )
         corr = [np.corrcoef(a, target.reshape(-1))[0, 1] if a.std() > 0 else 0 for a in acts]
         assert np.argmax(corr) == np.flatnonzero(saved["weights"][c])[0] and max(corr) > 0.2

@@ -7,6 +7,7 @@ the results.csv of an uninterrupted run. Data: network=planted (or synthnet with
 for the image-extraction path), 80 synthetic images of 64 px, 2 epochs, batches of 16 images so
 that an epoch has several shuffled steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,19 +22,24 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import compose_config
-from net2vec.pipeline import ensure_dataset
+
 from net2vec.data.concept_store import ConceptStore, prepare_concept_store, store_path
 from net2vec.features.store import ActivationStore
-from net2vec.pipeline import prepare_activation_store
-from net2vec.pipeline import train
+from net2vec.pipeline import ensure_dataset, prepare_activation_store, train
 
 TESTS = Path(__file__).resolve().parent
 PYTHON = sys.executable
 BASE = ["network=planted", "task.epochs=2", "task.batch_size=16", "logger=none"]
-SYNTHNET = ["network=synthnet", "network.weights=null", "network.input_size=64", "features.batch_size=16",
-            "task.epochs=2", "task.batch_size=16", "logger=none"]
+SYNTHNET = [
+    "network=synthnet",
+    "network.weights=null",
+    "network.input_size=64",
+    "features.batch_size=16",
+    "task.epochs=2",
+    "task.batch_size=16",
+    "logger=none",
+]
 
 # The subprocess: compose the config like the tests do, optionally arm a stop point, then run
 # `train(cfg)` ("train") or only the store builders ("stores", printing a JSON line).
@@ -104,8 +110,14 @@ else:
 
 
 def driver_spec(workdir: Path, cache: Path, data: Path, overrides: list[str], **extra) -> dict:
-    return {"tests": str(TESTS), "workdir": str(workdir), "cache": str(cache),
-            "overrides": [*overrides, f"paths.data_dir={data}"], "mode": "train", **extra}
+    return {
+        "tests": str(TESTS),
+        "workdir": str(workdir),
+        "cache": str(cache),
+        "overrides": [*overrides, f"paths.data_dir={data}"],
+        "mode": "train",
+        **extra,
+    }
 
 
 def environment() -> dict:
@@ -118,13 +130,20 @@ def run_and_kill(spec: dict, tmp_path: Path, timeout: float = 240) -> None:
     log = tmp_path / f"driver-{spec['stop']}.log"
     spec = {**spec, "marker": str(marker)}
     with open(log, "w") as out:
-        proc = subprocess.Popen([PYTHON, "-c", DRIVER, json.dumps(spec)], stdout=out, stderr=subprocess.STDOUT,
-                                env=environment(), cwd=TESTS.parent)
+        proc = subprocess.Popen(
+            [PYTHON, "-c", DRIVER, json.dumps(spec)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environment(),
+            cwd=TESTS.parent,
+        )
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"driver never reached its stop point (rc={proc.poll()}):\n{log.read_text()[-3000:]}")
+            pytest.fail(
+                f"driver never reached its stop point (rc={proc.poll()}):\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
@@ -155,23 +174,29 @@ def reference_results(tmp_path_factory, data_dir) -> dict:
             work = tmp_path_factory.mktemp("reference")
             cache[name] = run_in_process(work, work / "cache", data_dir, overrides)
         return cache[name]
+
     return get
 
 
 # --- interrupted stages -------------------------------------------------------------------
+
 
 def leftovers(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.tmp-*")) if folder.is_dir() else []
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop, overrides, folder", [
-    ("concept_store", BASE, "concepts"),
-    ("planted", BASE, "activations"),
-    ("extraction", SYNTHNET, "activations"),
-])
+@pytest.mark.parametrize(
+    "stop, overrides, folder",
+    [
+        ("concept_store", BASE, "concepts"),
+        ("planted", BASE, "activations"),
+        ("extraction", SYNTHNET, "activations"),
+    ],
+)
 def test_a_store_build_killed_midway_is_rebuilt_and_gives_the_same_results(
-        stop, overrides, folder, tmp_path, data_dir, reference_results):
+    stop, overrides, folder, tmp_path, data_dir, reference_results
+):
     work, cache = tmp_path / "work", tmp_path / "cache"
     run_and_kill(driver_spec(work, cache, data_dir, overrides, stop=stop), tmp_path)
     assert leftovers(cache / folder), f"the killed build left no temporary file in {cache / folder}"
@@ -180,7 +205,9 @@ def test_a_store_build_killed_midway_is_rebuilt_and_gives_the_same_results(
 
 
 @pytest.mark.slow
-def test_probe_training_killed_midway_resumes_to_the_same_results(tmp_path, data_dir, reference_results, caplog):
+def test_probe_training_killed_midway_resumes_to_the_same_results(
+    tmp_path, data_dir, reference_results, caplog
+):
     work, cache = tmp_path / "work", tmp_path / "cache"
     run_and_kill(driver_spec(work, cache, data_dir, BASE, stop="probe"), tmp_path)
     checkpoints = list((work / "run" / "checkpoints").glob("all_filters-*/last.ckpt"))
@@ -194,6 +221,7 @@ def test_probe_training_killed_midway_resumes_to_the_same_results(tmp_path, data
 
 # --- corrupt stores -------------------------------------------------------------------------
 
+
 def truncate(path: Path) -> None:
     with open(path, "r+b") as handle:
         handle.truncate(path.stat().st_size // 2)
@@ -206,8 +234,13 @@ def drop_complete_flag(path: Path) -> None:
 
 def store_arrays(concepts: ConceptStore, acts: ActivationStore) -> dict:
     rows = np.arange(acts.num_images)
-    return {"pairs": concepts.pair_concept.copy(), "masks": concepts.masks(np.arange(len(concepts.pair_image))),
-            "presence": concepts.presence.copy(), "acts": acts.activations(rows), "thresholds": acts.thresholds}
+    return {
+        "pairs": concepts.pair_concept.copy(),
+        "masks": concepts.masks(np.arange(len(concepts.pair_image))),
+        "presence": concepts.presence.copy(),
+        "acts": acts.activations(rows),
+        "thresholds": acts.thresholds,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -224,14 +257,20 @@ def built_stores(tmp_path_factory, data_dir):
     return cfg, root, arrays
 
 
-@pytest.mark.parametrize("damage", [truncate, drop_complete_flag], ids=["truncated", "no-complete-flag"])
+@pytest.mark.parametrize(
+    "damage", [truncate, drop_complete_flag], ids=["truncated", "no-complete-flag"]
+)
 @pytest.mark.parametrize("which", ["concepts", "activations"])
 def test_a_corrupt_store_is_detected_and_rebuilt(which, damage, built_stores):
     cfg, root, expected = built_stores
     concept_path = store_path(root, cfg.paths.cache_dir)
-    path = concept_path if which == "concepts" else prepare_activation_store(cfg, ConceptStore(concept_path)).path
+    path = (
+        concept_path
+        if which == "concepts"
+        else prepare_activation_store(cfg, ConceptStore(concept_path)).path
+    )
     damage(path)
-    with pytest.raises((OSError, ValueError)):     # the damaged file itself is not readable as a store
+    with pytest.raises((OSError, ValueError)):  # the damaged file itself is not readable as a store
         ConceptStore(path) if which == "concepts" else ActivationStore(path)
     concepts = prepare_concept_store(root, cfg.paths.cache_dir, progress=False)
     acts = prepare_activation_store(cfg, concepts)
@@ -254,30 +293,54 @@ def test_a_corrupt_cached_probe_is_retrained_not_loaded(tmp_path, data_dir):
 
 # --- reproducibility ------------------------------------------------------------------------
 
+
 def test_the_same_seed_gives_an_identical_results_csv(tmp_path, data_dir):
     first = run_in_process(tmp_path / "a", tmp_path / "cache-a", data_dir, BASE)
-    second = run_in_process(tmp_path / "b", tmp_path / "cache-b", data_dir, BASE)   # nothing cached
+    second = run_in_process(tmp_path / "b", tmp_path / "cache-b", data_dir, BASE)  # nothing cached
     assert second == first
     other = run_in_process(tmp_path / "c", tmp_path / "cache-a", data_dir, [*BASE, "seed=1"])
-    assert other != first, "results.csv does not depend on the seed: the comparison above is vacuous"
+    assert other != first, (
+        "results.csv does not depend on the seed: the comparison above is vacuous"
+    )
 
 
 # --- concurrency ----------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_two_processes_needing_the_same_store_build_it_once(tmp_path):
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    spec = driver_spec(tmp_path / "work", tmp_path / "cache", tmp_path / "data", BASE, mode="stores",
-                       barrier=str(barrier), parties=2)
-    procs = [subprocess.Popen([PYTHON, "-c", DRIVER, json.dumps(spec)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env=environment(), cwd=TESTS.parent)
-             for _ in range(2)]
+    spec = driver_spec(
+        tmp_path / "work",
+        tmp_path / "cache",
+        tmp_path / "data",
+        BASE,
+        mode="stores",
+        barrier=str(barrier),
+        parties=2,
+    )
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-c", DRIVER, json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment(),
+            cwd=TESTS.parent,
+        )
+        for _ in range(2)
+    ]
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     for proc, out in zip(procs, outputs):
         assert proc.returncode == 0, out[-3000:]
     lines = [line for out in outputs for line in out.splitlines()]
     for what in ("dataset", "concepts", "planted"):
-        assert sum(line == f"BUILD {what}" for line in lines) == 1, f"{what} built {lines.count(f'BUILD {what}')} times"
-    found = [json.loads([line for line in out.splitlines() if line.startswith("{")][-1]) for out in outputs]
+        assert sum(line == f"BUILD {what}" for line in lines) == 1, (
+            f"{what} built {lines.count(f'BUILD {what}')} times"
+        )
+    found = [
+        json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+        for out in outputs
+    ]
     assert found[0] == found[1] and found[0]["pairs"] > 0

@@ -1,19 +1,20 @@
 """SynthNet: architecture, labels, reproducible training, cached `weights: auto`, and its conv5
 filters detect concepts clearly better than a randomly initialised SynthNet (small set; slow: more)."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import store_config
 from omegaconf import OmegaConf
 
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic
 from net2vec.features import synthnet
-from net2vec.pipeline import prepare_activation_store
-from conftest import store_config
 from net2vec.features.hooks import LayerExtractor
 from net2vec.features.synthnet import SynthNet, ensure_synthnet, load_synthnet, train_synthnet
+from net2vec.pipeline import prepare_activation_store
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
 
@@ -24,7 +25,7 @@ def test_architecture():
     assert LayerExtractor(model, "conv5")(x).shape == (2, 128, 8, 8)
     assert all(isinstance(getattr(model, f"conv{i}")[-1], torch.nn.ReLU) for i in range(1, 6))
     cfg = OmegaConf.load(CONF / "synthnet.yaml")
-    for alias, module in cfg.layers.items():   # the config's channels map matches the modules
+    for alias, module in cfg.layers.items():  # the config's channels map matches the modules
         assert LayerExtractor(model, module)(x).shape[1] == cfg.channels[alias], alias
     scene, presence = model(x)
     assert scene.shape == (2, 5) and presence.shape == (2, 7)
@@ -47,9 +48,13 @@ def test_labels_are_scene_and_presence_of_every_other_concept(tmp_path):
 def test_training_is_reproducible_and_cached(tmp_path, monkeypatch):
     root = generate_synthetic(tmp_path / "syn", images=24, size=64, seed=0, progress=False)
     threads = torch.get_num_threads()
-    a = load_synthnet(train_synthnet(root, tmp_path / "a.pt", epochs=1, seed=0, cache_dir=tmp_path / "cache"))
+    a = load_synthnet(
+        train_synthnet(root, tmp_path / "a.pt", epochs=1, seed=0, cache_dir=tmp_path / "cache")
+    )
     assert torch.get_num_threads() == threads
-    b = load_synthnet(train_synthnet(root, tmp_path / "b.pt", epochs=1, seed=0, cache_dir=tmp_path / "cache"))
+    b = load_synthnet(
+        train_synthnet(root, tmp_path / "b.pt", epochs=1, seed=0, cache_dir=tmp_path / "cache")
+    )
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
     assert not torch.equal(a.conv1[0].weight, SynthNet().conv1[0].weight)
@@ -65,7 +70,9 @@ def test_training_is_reproducible_and_cached(tmp_path, monkeypatch):
 
 def test_cli(tmp_path):
     root = generate_synthetic(tmp_path / "syn", images=12, size=64, seed=1, progress=False)
-    assert synthnet.main(["--data", str(root), "--out", str(tmp_path / "s.pt"), "--epochs", "1"]) == 0
+    assert (
+        synthnet.main(["--data", str(root), "--out", str(tmp_path / "s.pt"), "--epochs", "1"]) == 0
+    )
     assert isinstance(load_synthnet(tmp_path / "s.pt"), SynthNet)
 
 
@@ -107,10 +114,14 @@ def test_trained_filters_beat_random_init(tmp_path):
     concepts = prepare_concept_store(root, tmp_path / "cache", progress=False)
     scores = {}
     for weights in ("auto", None):
-        cfg = store_config(tmp_path / "cache", "synthnet", "conv5", 0.02, weights=weights, epochs=24)
+        cfg = store_config(
+            tmp_path / "cache", "synthnet", "conv5", 0.02, weights=weights, epochs=24
+        )
         store = prepare_activation_store(cfg, concepts)
         scores[weights] = best_filter_iou(store, concepts)
     trained, random = scores["auto"].mean(), scores[None].mean()
-    print(f"mean best-filter val IoU: trained {trained:.3f}, random init {random:.3f} over {len(scores[None])} concepts")
+    print(
+        f"mean best-filter val IoU: trained {trained:.3f}, random init {random:.3f} over {len(scores[None])} concepts"
+    )
     assert len(scores[None]) >= 40
     assert trained >= 1.3 * random

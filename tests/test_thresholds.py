@@ -1,4 +1,5 @@
 """TopQuantile: streaming exact top-τ thresholds against a full sort (ties included)."""
+
 import math
 
 import numpy as np
@@ -16,18 +17,24 @@ def sort_threshold(values: np.ndarray, quantile: float) -> np.ndarray:
     return -np.sort(-flat, axis=1)[:, m]
 
 
-@pytest.mark.parametrize("quantile,ties", [(0.005, False), (0.05, True), (0.2, True), (0.005, True)])
+@pytest.mark.parametrize(
+    "quantile,ties", [(0.005, False), (0.05, True), (0.2, True), (0.005, True)]
+)
 def test_streaming_equals_sort(quantile, ties):
     rng = np.random.default_rng(0)
     shape = (97, 5, 6, 7)
-    values = rng.integers(0, 6, shape).astype(np.float32) if ties else rng.gamma(1.0, size=shape).astype(np.float32)
-    values[:, 2] = 0.0   # a dead filter: all ties
+    values = (
+        rng.integers(0, 6, shape).astype(np.float32)
+        if ties
+        else rng.gamma(1.0, size=shape).astype(np.float32)
+    )
+    values[:, 2] = 0.0  # a dead filter: all ties
     top = TopQuantile(5, 97 * 42, quantile)
-    for lo, hi in [(0, 1), (1, 30), (30, 31), (31, 97)]:      # uneven batches
+    for lo, hi in [(0, 1), (1, 30), (30, 31), (31, 97)]:  # uneven batches
         top.update(torch.from_numpy(values[lo:hi]))
     np.testing.assert_array_equal(top.compute().numpy(), sort_threshold(values, quantile))
     flat = np.moveaxis(values, 1, 0).reshape(5, -1)
-    if not ties:   # without ties exactly m values exceed T (the dead filter aside)
+    if not ties:  # without ties exactly m values exceed T (the dead filter aside)
         exceed = (flat > top.compute().numpy()[:, None]).sum(1)
         assert np.all(np.delete(exceed, 2) == top.m) and exceed[2] == 0
 

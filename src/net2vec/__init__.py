@@ -9,6 +9,7 @@ Python, the parts below compose the same way the configs do::
 
 Names are imported on first use, so ``import net2vec`` stays light (no torch import).
 """
+
 from __future__ import annotations
 
 import importlib

@@ -5,6 +5,7 @@ beside its final path and renamed into place only once complete and closed; an i
 writer leaves at most a ``*.tmp-<pid>`` file that no reader looks at. Writers that several
 processes may need at once take an exclusive lock first, so a store is built once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,8 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 COMPLETE_ATTR = "net2vec_complete"
 

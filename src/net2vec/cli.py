@@ -10,6 +10,7 @@ status 2, without a traceback. Errors raised inside other libraries keep their t
 (``network=nope``, ``task=seg,cls``) names an option of a config group under ``conf/``, so an unknown
 option is one line listing the valid ones too (Hydra's own message spans a dozen lines).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,8 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from net2vec.config import ConfigError
 
@@ -45,7 +46,9 @@ def one_line_errors() -> Iterator[None]:
         sys.exit(EXIT_BAD_VALUE)
 
 
-CHOICE = re.compile(r"([A-Za-z_]\w*)=([\w.-]+(?:,[\w.-]+)*)")   # group=option[,option…], nothing fancier
+CHOICE = re.compile(
+    r"([A-Za-z_]\w*)=([\w.-]+(?:,[\w.-]+)*)"
+)  # group=option[,option…], nothing fancier
 
 
 def check_choices(config_dir: str | os.PathLike, overrides: list[str]) -> None:

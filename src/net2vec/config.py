@@ -1,4 +1,5 @@
 """Checks on the composed configuration that Hydra cannot express, each a one-line error."""
+
 from __future__ import annotations
 
 from omegaconf import DictConfig
@@ -20,7 +21,9 @@ def check_config(cfg: DictConfig) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ConfigError(f"probe.subsets contains {size!r}: each F must be a positive integer")
     if "_target_" not in cfg.task:
-        raise ConfigError(f"task={cfg.task.get('name')!r}: a task config needs a _target_ (see conf/task/)")
+        raise ConfigError(
+            f"task={cfg.task.get('name')!r}: a task config needs a _target_ (see conf/task/)"
+        )
     if "network" in cfg and "layer" in cfg:
         check_layer(cfg)
 
@@ -28,10 +31,10 @@ def check_config(cfg: DictConfig) -> None:
 def check_layer(cfg: DictConfig) -> None:
     """The layer is an alias of the network (or one of its modules), and every F fits its K when the
     network's config lists the layer's channels: fail before any store is built."""
-    import hydra   # local: keeps `train.py --help` and bad-value errors free of the torch import
+    import hydra  # local: keeps `train.py --help` and bad-value errors free of the torch import
 
     network = hydra.utils.instantiate(cfg.network)
-    network.resolve_layer(str(cfg.layer))             # NetworkError naming the aliases and modules
+    network.resolve_layer(str(cfg.layer))  # NetworkError naming the aliases and modules
     channels = (cfg.network.get("channels") or {}).get(str(cfg.layer))
     if channels is not None:
         check_subsets(list(cfg.probe.subsets), int(channels))
@@ -41,5 +44,7 @@ def check_subsets(subsets: list[int], num_filters: int) -> list[int]:
     """Subset sizes, sorted and deduplicated, each within 1..K of the layer."""
     for size in subsets:
         if size > num_filters:
-            raise ConfigError(f"probe.subsets contains F={size}, but the layer has only K={num_filters} filters")
+            raise ConfigError(
+                f"probe.subsets contains F={size}, but the layer has only K={num_filters} filters"
+            )
     return sorted(set(int(size) for size in subsets))

@@ -1,5 +1,6 @@
 """Experiment loggers from the `logger` config group: wandb (offline unless logged in), csv,
 tensorboard, none; and the run-level extras logged at the end (results table, figures, embeddings)."""
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,9 @@ def build_logger(logger_cfg: DictConfig | None):
     if logger_cfg["_target_"].endswith("WandbLogger"):
         offline = logger_cfg.pop("offline", "auto")
         if offline == "auto":
-            offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_logged_in()
+            offline = (
+                os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_logged_in()
+            )
         if offline:
             os.environ["WANDB_MODE"] = "offline"
         logger_cfg["offline"] = bool(offline)
@@ -56,7 +59,7 @@ class MonotonicSteps(Logger):
         self.inner, self.offset, self.last = inner, 0, 0
 
     @classmethod
-    def wrap(cls, logger: Logger | None) -> "MonotonicSteps | None":
+    def wrap(cls, logger: Logger | None) -> MonotonicSteps | None:
         """The wrapper around ``logger``; None for no logger."""
         return None if logger is None else cls(logger)
 
@@ -109,22 +112,27 @@ class MonotonicSteps(Logger):
 def finish_logger(logger) -> None:
     """Close the W&B run (other loggers need nothing)."""
     if logger is not None and type(logger).__name__ == "WandbLogger":
-        import wandb   # local: wandb is slow to import and only needed here
+        import wandb  # local: wandb is slow to import and only needed here
 
         wandb.finish()
 
 
-def log_run_extras(logger, run_dir: Path, header: list[str], rows: list[list], summary: dict) -> None:
+def log_run_extras(
+    logger, run_dir: Path, header: list[str], rows: list[list], summary: dict
+) -> None:
     """Log the per-concept table, the summary and the embeddings to W&B (other loggers: summary only)."""
     if logger is None:
         return
-    flat = {f"summary/{cat}/{name}": value for cat, row in summary["mean_by_category"].items()
-            for name, value in row.items()}
+    flat = {
+        f"summary/{cat}/{name}": value
+        for cat, row in summary["mean_by_category"].items()
+        for name, value in row.items()
+    }
     flat["summary/percent_all_ge_single"] = summary["percent_all_ge_single"]
     logger.log_metrics(flat)
     if type(logger).__name__ != "WandbLogger":
         return
-    import wandb   # local: slow to import, and only needed with logger=wandb
+    import wandb  # local: slow to import, and only needed with logger=wandb
 
     logger.log_table(key="results", columns=header, data=rows)
     artifact = wandb.Artifact(name=f"embeddings-{logger.experiment.id}", type="embeddings")

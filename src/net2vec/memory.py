@@ -6,6 +6,7 @@ peak RSS creeps up with the number of batches although nothing is held (measured
 going from 500 to 2,000 images, against +1.4 MiB with the setting below). Serving every block
 of 64 KiB or more with its own mmap returns it to the system when freed.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -13,8 +14,8 @@ import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
-M_MMAP_THRESHOLD = -3     # glibc's mallopt parameter number
-LARGE_BLOCK = 64 << 10    # bytes
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+LARGE_BLOCK = 64 << 10  # bytes
 
 
 def return_large_buffers_to_os(threshold: int = LARGE_BLOCK) -> bool:

@@ -3,6 +3,7 @@
 A :class:`ProbeOutcome` gathers what the probes of one run produced; ``write_outputs`` turns it
 into the files, and ``read_results`` / ``read_embeddings`` read them back for ``evaluate.py``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,15 @@ import numpy as np
 from net2vec.cache import atomic_path
 
 METRIC = {"seg": "iou", "cls": "acc"}
-PACKAGES = ("torch", "torchvision", "pytorch-lightning", "hydra-core", "torchmetrics", "h5py", "wandb")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "pytorch-lightning",
+    "hydra-core",
+    "torchmetrics",
+    "h5py",
+    "wandb",
+)
 
 
 @dataclass
@@ -32,13 +41,15 @@ class ProbeOutcome:
     n_train: np.ndarray
     n_val: np.ndarray
     single_filter: np.ndarray
-    single_scores: dict[str, np.ndarray]          # column name -> (C,)
-    score_val: np.ndarray                          # all filters, validation
-    weights: np.ndarray                            # (C, K)
-    bias: np.ndarray                               # (C,)
-    subsets: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # F -> score_val, weights, bias, filters
-    filter_scores: dict[str, np.ndarray] = field(default_factory=dict)       # split -> (C, K)
-    per_image: dict[str, np.ndarray] = field(default_factory=dict)           # val pairs (seg)
+    single_scores: dict[str, np.ndarray]  # column name -> (C,)
+    score_val: np.ndarray  # all filters, validation
+    weights: np.ndarray  # (C, K)
+    bias: np.ndarray  # (C,)
+    subsets: dict[int, dict[str, np.ndarray]] = field(
+        default_factory=dict
+    )  # F -> score_val, weights, bias, filters
+    filter_scores: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (C, K)
+    per_image: dict[str, np.ndarray] = field(default_factory=dict)  # val pairs (seg)
 
     @property
     def metric(self) -> str:
@@ -53,8 +64,14 @@ def results_rows(outcome: ProbeOutcome) -> tuple[list[str], list[list]]:
     """Header and rows of results.csv, one row per concept."""
     metric = outcome.metric
     header = ["concept", "category", "label_number", "n_train", "n_val", "single_filter"]
-    columns = [outcome.names, outcome.categories, outcome.label_numbers, outcome.n_train,
-               outcome.n_val, outcome.single_filter]
+    columns = [
+        outcome.names,
+        outcome.categories,
+        outcome.label_numbers,
+        outcome.n_train,
+        outcome.n_val,
+        outcome.single_filter,
+    ]
     for name, values in outcome.single_scores.items():
         header.append(name)
         columns.append(values)
@@ -109,10 +126,16 @@ def write_embeddings(outcome: ProbeOutcome, path: Path, attrs: dict) -> None:
 def category_means(outcome: ProbeOutcome) -> dict[str, dict[str, float]]:
     """Mean validation score per concept category: single filter, all filters, each F."""
     series = {"single": outcome.single_val, "all": outcome.score_val}
-    series.update({f"F{size}": parts["score_val"] for size, parts in sorted(outcome.subsets.items())})
+    series.update(
+        {f"F{size}": parts["score_val"] for size, parts in sorted(outcome.subsets.items())}
+    )
     table: dict[str, dict[str, float]] = {}
     for category in sorted(set(outcome.categories.tolist())) + ["all"]:
-        chosen = np.ones(len(outcome.names), bool) if category == "all" else outcome.categories == category
+        chosen = (
+            np.ones(len(outcome.names), bool)
+            if category == "all"
+            else outcome.categories == category
+        )
         table[category] = {name: float(np.mean(values[chosen])) for name, values in series.items()}
         table[category]["n"] = int(chosen.sum())
     return table
@@ -133,9 +156,12 @@ def build_summary(outcome: ProbeOutcome, config: dict, timings: dict, stores: di
     return {
         "config": config,
         "task": outcome.task,
-        "counts": {"concepts": int(len(outcome.names)), "filters": int(outcome.weights.shape[1]),
-                   "train_images_max": int(outcome.n_train.max(initial=0)),
-                   "val_images_max": int(outcome.n_val.max(initial=0))},
+        "counts": {
+            "concepts": int(len(outcome.names)),
+            "filters": int(outcome.weights.shape[1]),
+            "train_images_max": int(outcome.n_train.max(initial=0)),
+            "val_images_max": int(outcome.n_val.max(initial=0)),
+        },
         "mean_by_category": category_means(outcome),
         "percent_all_ge_single": float(100.0 * better.mean()) if len(better) else float("nan"),
         "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
@@ -144,8 +170,9 @@ def build_summary(outcome: ProbeOutcome, config: dict, timings: dict, stores: di
     }
 
 
-def write_outputs(outcome: ProbeOutcome, run_dir: Path, config: dict, timings: dict,
-                  stores: dict, attrs: dict) -> dict:
+def write_outputs(
+    outcome: ProbeOutcome, run_dir: Path, config: dict, timings: dict, stores: dict, attrs: dict
+) -> dict:
     """Write results.csv, embeddings.h5 and summary.json into ``run_dir``; return the summary."""
     run_dir = Path(run_dir)
     write_results_csv(outcome, run_dir / "results.csv")
@@ -162,5 +189,7 @@ def format_summary_table(summary: dict) -> str:
     lines = [f"mean val {metric} by category", f"{'category':<12}{'n':>6}{'single':>10}{'all':>10}"]
     for category, row in summary["mean_by_category"].items():
         lines.append(f"{category:<12}{row['n']:>6}{row['single']:>10.3f}{row['all']:>10.3f}")
-    lines.append(f"concepts with all filters >= single filter: {summary['percent_all_ge_single']:.1f} %")
+    lines.append(
+        f"concepts with all filters >= single filter: {summary['percent_all_ge_single']:.1f} %"
+    )
     return "\n".join(lines)

@@ -12,6 +12,7 @@ on disk and reused; wall time per stage goes into summary.json.
 Under DDP every rank runs `train` (Lightning reruns the command for ranks ≥ 1 at the first fit,
 once rank 0 has built the stores); only rank 0 writes the run's files and logs the extras.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -76,12 +77,19 @@ def ensure_dataset(data_cfg) -> Path:
     return hydra.utils.instantiate(data_cfg).prepare()
 
 
-def prepare_activation_store(cfg: DictConfig, concepts, layer: str | None = None,
-                             transform=None) -> ActivationStore:
+def prepare_activation_store(
+    cfg: DictConfig, concepts, layer: str | None = None, transform=None
+) -> ActivationStore:
     """The activation store of ``cfg.network`` at `layer` (default ``cfg.layer``) on `concepts`."""
     network = hydra.utils.instantiate(cfg.network)
-    return network.activation_store(concepts, str(layer or cfg.layer), float(cfg.probe.quantile),
-                                    cfg.paths.cache_dir, hydra.utils.instantiate(cfg.features), transform)
+    return network.activation_store(
+        concepts,
+        str(layer or cfg.layer),
+        float(cfg.probe.quantile),
+        cfg.paths.cache_dir,
+        hydra.utils.instantiate(cfg.features),
+        transform,
+    )
 
 
 def prepare_stores(cfg: DictConfig, timer: StageTimer | None = None) -> Stores:
@@ -93,18 +101,34 @@ def prepare_stores(cfg: DictConfig, timer: StageTimer | None = None) -> Stores:
         concepts = prepare_concept_store(root, Path(cfg.paths.cache_dir))
     with timer("activation_store"):
         activations = prepare_activation_store(cfg, concepts)
-    log.info("activation store: %s (%d images, %d filters, %dx%d)", activations.path, activations.num_images,
-             activations.num_filters, *activations.map_size)
+    log.info(
+        "activation store: %s (%d images, %d filters, %dx%d)",
+        activations.path,
+        activations.num_images,
+        activations.num_filters,
+        *activations.map_size,
+    )
     return Stores(root, concepts, activations)
 
 
 def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitter:
     """The Fitter of the run: Trainer factory, logger, probe cache, and the key of its inputs."""
     task = OmegaConf.to_container(cfg.task, resolve=True)
-    for part in ("default_subsets", "datamodule", "module"):   # how data are loaded never changes a probe
+    for part in (
+        "default_subsets",
+        "datamodule",
+        "module",
+    ):  # how data are loaded never changes a probe
         task.pop(part, None)
-    key = {"stores": {"concepts": stores.concepts.path.name, "activations": stores.activations.path.name},
-           "task": task, "seed": cfg.seed, "trainer": {"max_epochs": cfg.trainer.max_epochs}}
+    key = {
+        "stores": {
+            "concepts": stores.concepts.path.name,
+            "activations": stores.activations.path.name,
+        },
+        "task": task,
+        "seed": cfg.seed,
+        "trainer": {"max_epochs": cfg.trainer.max_epochs},
+    }
     trainer = hydra.utils.instantiate(cfg.trainer, _partial_=True)
     name = f"{cfg.network.name}-{cfg.layer}-{cfg.task.name}"
     return Fitter(trainer, logger, run_dir, cfg.paths.cache_dir, key, name)
@@ -113,17 +137,24 @@ def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitt
 def short_config(cfg: DictConfig) -> dict:
     """The configuration in short, for summary.json."""
     return {
-        "network": cfg.network.name, "layer": cfg.layer, "weights": cfg.network.get("weights"),
-        "task": cfg.task.name, "data": cfg.data.name, "data_root": str(cfg.data.root),
-        "quantile": cfg.probe.quantile, "subsets": list(cfg.probe.subsets), "seed": cfg.seed,
-        "epochs": cfg.task.epochs, "lr": cfg.task.optimizer.lr,
+        "network": cfg.network.name,
+        "layer": cfg.layer,
+        "weights": cfg.network.get("weights"),
+        "task": cfg.task.name,
+        "data": cfg.data.name,
+        "data_root": str(cfg.data.root),
+        "quantile": cfg.probe.quantile,
+        "subsets": list(cfg.probe.subsets),
+        "seed": cfg.seed,
+        "epochs": cfg.task.epochs,
+        "lr": cfg.task.optimizer.lr,
     }
 
 
 def train(cfg: DictConfig) -> dict:
     """Run one (network, layer, task) experiment end to end; return the run's summary ({} on DDP ranks ≥ 1)."""
     check_config(cfg)
-    return_large_buffers_to_os()     # flat RSS while streaming batches (net2vec.memory)
+    return_large_buffers_to_os()  # flat RSS while streaming batches (net2vec.memory)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -137,10 +168,18 @@ def train(cfg: DictConfig) -> dict:
     if rank_zero_only.rank != 0:
         return {}
     timer.seconds["total"] = time.perf_counter() - started
-    paths = {"concept_store": str(stores.concepts.path), "activation_store": str(stores.activations.path)}
-    attrs = {"network": cfg.network.name, "layer": str(cfg.layer), "task": cfg.task.name,
-             "dataset": str(stores.root), "quantile": float(cfg.probe.quantile),
-             "weights": str(cfg.network.get("weights"))}
+    paths = {
+        "concept_store": str(stores.concepts.path),
+        "activation_store": str(stores.activations.path),
+    }
+    attrs = {
+        "network": cfg.network.name,
+        "layer": str(cfg.layer),
+        "task": cfg.task.name,
+        "dataset": str(stores.root),
+        "quantile": float(cfg.probe.quantile),
+        "weights": str(cfg.network.get("weights")),
+    }
     summary = write_outputs(outcome, run_dir, short_config(cfg), timer.seconds, paths, attrs)
     header, rows = results_rows(outcome)
     log_run_extras(logger, run_dir, header, rows, summary)

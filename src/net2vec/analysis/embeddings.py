@@ -5,10 +5,11 @@ Arithmetic expressions such as ``grass+blue-c-green-c`` are parsed against the c
 since BRODEN names themselves contain ``-`` (``blue-c``): the parse whose terms are all known
 concepts wins (spaces around the operators make it unambiguous).
 """
+
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -27,7 +28,9 @@ def unit_rows(weights: np.ndarray) -> np.ndarray:
     return np.divide(weights, norm, out=np.zeros_like(weights), where=norm > 0)
 
 
-def nearest_concepts(names, weights: np.ndarray, k: int = 5, queries=None) -> dict[str, list[tuple[str, float]]]:
+def nearest_concepts(
+    names, weights: np.ndarray, k: int = 5, queries=None
+) -> dict[str, list[tuple[str, float]]]:
     """For each query concept (default all), its k nearest other concepts by cosine, best first."""
     names = [str(n) for n in names]
     unit = unit_rows(weights)
@@ -48,7 +51,9 @@ def parse_expression(expression: str, names) -> list[tuple[int, str]]:
     text = expression.strip()
     if re.search(r"\s[+-]\s", text):
         tokens = re.split(r"\s+([+-])\s+", text)
-        signed = [(1, tokens[0].lstrip("+"))] + [(1 if op == "+" else -1, t) for op, t in zip(tokens[1::2], tokens[2::2])]
+        signed = [(1, tokens[0].lstrip("+"))] + [
+            (1 if op == "+" else -1, t) for op, t in zip(tokens[1::2], tokens[2::2])
+        ]
         unknown = [t for _, t in signed if t not in known]
         if unknown:
             raise ExpressionError(f"arithmetic {expression!r}: unknown concept {unknown[0]!r}")
@@ -57,7 +62,7 @@ def parse_expression(expression: str, names) -> list[tuple[int, str]]:
     first = -1 if text.startswith("-") else 1
     text = text[1:] if text[:1] in "+-" else text
 
-    @lru_cache(maxsize=None)
+    @cache
     def parse(start: int) -> tuple[str, ...] | None:
         """Fewest-term parse of text[start:] as term (op term)*, or None."""
         best = None
@@ -77,11 +82,17 @@ def parse_expression(expression: str, names) -> list[tuple[int, str]]:
 
     items = parse(0)
     if items is None:
-        raise ExpressionError(f"arithmetic {expression!r}: cannot split into known concepts joined by + and -")
-    return [(first, items[0])] + [(1 if op == "+" else -1, term) for op, term in zip(items[1::2], items[2::2])]
+        raise ExpressionError(
+            f"arithmetic {expression!r}: cannot split into known concepts joined by + and -"
+        )
+    return [(first, items[0])] + [
+        (1 if op == "+" else -1, term) for op, term in zip(items[1::2], items[2::2])
+    ]
 
 
-def vector_arithmetic(names, weights: np.ndarray, expression: str, k: int = 5) -> list[tuple[str, float]]:
+def vector_arithmetic(
+    names, weights: np.ndarray, expression: str, k: int = 5
+) -> list[tuple[str, float]]:
     """Table 3: concepts nearest (cosine) to Σ ± w'_term, the operands excluded, best first."""
     names = [str(n) for n in names]
     terms = parse_expression(expression, names)
@@ -104,7 +115,9 @@ def tsne_map(weights: np.ndarray, seed: int = 0) -> np.ndarray:
     if len(unit) < 4:
         return np.zeros((len(unit), 2))
     perplexity = float(min(30.0, max(2.0, (len(unit) - 1) / 3.0)))
-    tsne = TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="random", random_state=seed)
+    tsne = TSNE(
+        n_components=2, perplexity=perplexity, metric="cosine", init="random", random_state=seed
+    )
     return tsne.fit_transform(unit)
 
 
@@ -125,8 +138,13 @@ def neighbour_table(runs: list[Run], k: int = 5) -> Table:
             groups.setdefault((run.network, run.layer), {})[run.task] = run
     rows = []
     for (network, layer), by_task in groups.items():
-        tasks = [t for t in ("seg", "cls") if t in by_task] + [t for t in by_task if t not in ("seg", "cls")]
-        found = {t: nearest_concepts(by_task[t].concepts, by_task[t].embeddings.weights, k) for t in tasks}
+        tasks = [t for t in ("seg", "cls") if t in by_task] + [
+            t for t in by_task if t not in ("seg", "cls")
+        ]
+        found = {
+            t: nearest_concepts(by_task[t].concepts, by_task[t].embeddings.weights, k)
+            for t in tasks
+        }
         concepts = list(dict.fromkeys(c for t in tasks for c in found[t]))
         for concept in concepts:
             for rank in range(k):
@@ -135,8 +153,19 @@ def neighbour_table(runs: list[Run], k: int = 5) -> Table:
                     pairs = found.get(task, {}).get(concept, [])
                     row += list(pairs[rank]) if rank < len(pairs) else ["", float("nan")]
                 rows.append(row)
-    return Table(["network", "layer", "concept", "rank", "seg_neighbour", "seg_cosine", "cls_neighbour",
-                  "cls_cosine"], rows)
+    return Table(
+        [
+            "network",
+            "layer",
+            "concept",
+            "rank",
+            "seg_neighbour",
+            "seg_cosine",
+            "cls_neighbour",
+            "cls_cosine",
+        ],
+        rows,
+    )
 
 
 def arithmetic_table(runs: list[Run], expressions, k: int = 5) -> tuple[Table, list[str]]:
@@ -151,6 +180,10 @@ def arithmetic_table(runs: list[Run], expressions, k: int = 5) -> tuple[Table, l
             except ExpressionError as err:
                 notes.append(f"{run.label}: {err}")
                 continue
-            rows += [[run.network, run.layer, run.task, str(expression), rank, name, cosine]
-                     for rank, (name, cosine) in enumerate(found, start=1)]
-    return Table(["network", "layer", "task", "expression", "rank", "concept", "cosine"], rows), notes
+            rows += [
+                [run.network, run.layer, run.task, str(expression), rank, name, cosine]
+                for rank, (name, cosine) in enumerate(found, start=1)
+            ]
+    return Table(
+        ["network", "layer", "task", "expression", "rank", "concept", "cosine"], rows
+    ), notes

@@ -4,6 +4,7 @@
 ``evaluate(cfg)`` reads conf/evaluate.yaml's keys, finds the output directory and logs to W&B
 when ``logger=wandb``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,13 +43,19 @@ def _score_sections(report: Report, runs: list[Run]) -> None:
     curves = scores.subset_curves(runs)
     report.section("Fig. 3: score against the number of filters F")
     if len(curves):
-        report.table("fig3_subset_curves", curves, "mean ± se per category and F (F = K: all filters)")
+        report.table(
+            "fig3_subset_curves", curves, "mean ± se per category and F (F = K: all filters)"
+        )
         report.figure("fig3_subsets", fig.subset_figure(curves))
     else:
         report.note("no run has top-F subset columns (probe.subsets empty)")
     report.section("Failure cases: single filter >= all filters")
-    report.table("failure_cases", scores.failure_cases(runs), "object_size: mean mask fraction on train "
-                 "images, from the run's concept store when reachable")
+    report.table(
+        "failure_cases",
+        scores.failure_cases(runs),
+        "object_size: mean mask fraction on train "
+        "images, from the run's concept store when reachable",
+    )
     report.table("failures_by_n_train", scores.failures_by_train_size(runs))
     report.figure("failures_vs_n_train", fig.failure_figure(runs))
 
@@ -76,7 +83,11 @@ def _filter_sections(report: Report, runs: list[Run]) -> None:
     if len(correlations):
         summary = filters.correlation_summary(correlations)
         shares = filters.share_curves(runs)
-        report.table("fig9_correlations", correlations, "per concept Pearson r, p of max(w,0) vs filter_scores/val")
+        report.table(
+            "fig9_correlations",
+            correlations,
+            "per concept Pearson r, p of max(w,0) vs filter_scores/val",
+        )
         report.table("fig9_correlation_summary", summary)
         report.table("fig9_share_curves", shares, "mean sorted |w_k| / ||w||_1")
         report.figure("fig9_correlations", efig.correlation_figure(correlations, summary, shares))
@@ -95,29 +106,41 @@ def _map_sections(report: Report, runs: list[Run], clusters: int, tsne: bool, se
             unit = emb.unit_rows(weights)
             centred = unit - unit.mean(axis=0)
             xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
-        rows += [[run.network, run.layer, run.task, str(c), str(g), int(k), float(x), float(y)]
-                 for c, g, k, (x, y) in zip(run.concepts, run.categories, labels, xy)]
-        report.figure(f"embedding_map_{slug(run.label)}",
-                      efig.embedding_map_figure(run.concepts, run.categories, xy, labels, run.label))
-    report.table("embedding_clusters", Table(["network", "layer", "task", "concept", "category", "cluster",
-                                               "x", "y"], rows), "k-means cluster and map position")
+        rows += [
+            [run.network, run.layer, run.task, str(c), str(g), int(k), float(x), float(y)]
+            for c, g, k, (x, y) in zip(run.concepts, run.categories, labels, xy)
+        ]
+        report.figure(
+            f"embedding_map_{slug(run.label)}",
+            efig.embedding_map_figure(run.concepts, run.categories, xy, labels, run.label),
+        )
+    report.table(
+        "embedding_clusters",
+        Table(["network", "layer", "task", "concept", "category", "cluster", "x", "y"], rows),
+        "k-means cluster and map position",
+    )
 
 
-def _embedding_sections(report: Report, runs: list[Run], expressions, k: int, clusters: int,
-                        tsne: bool, seed: int) -> None:
+def _embedding_sections(
+    report: Report, runs: list[Run], expressions, k: int, clusters: int, tsne: bool, seed: int
+) -> None:
     runs = [r for r in runs if r.embeddings is not None and len(r.concepts) > 1]
     report.section("§5.3: concept embeddings")
     if not runs:
         report.note("no run has embeddings.h5")
         return
-    report.table("table2_neighbours", emb.neighbour_table(runs, k), "nearest concepts by cosine of w/||w||")
+    report.table(
+        "table2_neighbours", emb.neighbour_table(runs, k), "nearest concepts by cosine of w/||w||"
+    )
     if expressions:
         table3, notes = emb.arithmetic_table(runs, list(expressions), k)
         report.table("table3_arithmetic", table3, "operands excluded")
         for note in notes:
             report.note(note)
     _map_sections(report, runs, clusters, tsne, seed)
-    groups = {task: [r for r in runs if r.task == task] for task in dict.fromkeys(r.task for r in runs)}
+    groups = {
+        task: [r for r in runs if r.task == task] for task in dict.fromkeys(r.task for r in runs)
+    }
     if len(groups) > 1:
         groups["all"] = runs
     for name, group in groups.items():
@@ -125,12 +148,24 @@ def _embedding_sections(report: Report, runs: list[Run], expressions, k: int, cl
         if len(group) < 2 or not len(pairs):
             continue
         report.table(f"fig10_D_{name}", pairs, "D_ij = ||d(W_i) - d(W_j)||^2 over common concepts")
-        report.table(f"fig10_D_by_category_{name}", by_category, "mean per-concept D_ijc by category")
-        report.figure(f"fig10_{name}", efig.distance_figure(pairs, by_category, f"embedding spaces ({name})"))
+        report.table(
+            f"fig10_D_by_category_{name}", by_category, "mean per-concept D_ijc by category"
+        )
+        report.figure(
+            f"fig10_{name}", efig.distance_figure(pairs, by_category, f"embedding spaces ({name})")
+        )
 
 
-def analyse(runs: list[Run], out_dir: str | Path, arithmetic=(), neighbours: int = 5, kmeans: int = 8,
-            tsne: bool = True, seed: int = 0, experiments: list[str | Path] = ()) -> Report:
+def analyse(
+    runs: list[Run],
+    out_dir: str | Path,
+    arithmetic=(),
+    neighbours: int = 5,
+    kmeans: int = 8,
+    tsne: bool = True,
+    seed: int = 0,
+    experiments: list[str | Path] = (),
+) -> Report:
     """Every table and figure for ``runs`` (and the ``experiments`` run directories of
     experiments.py) into ``out_dir``, with index.html; returns the Report."""
     if not runs and not experiments:
@@ -141,7 +176,9 @@ def analyse(runs: list[Run], out_dir: str | Path, arithmetic=(), neighbours: int
         _filter_sections(report, runs)
         _embedding_sections(report, runs, arithmetic, neighbours, kmeans, tsne, seed)
     add_experiment_pages(report, list(experiments))
-    report.write_html(runs=[f"{r.label}: {r.path}" for r in runs] + [f"experiments: {e}" for e in experiments])
+    report.write_html(
+        runs=[f"{r.label}: {r.path}" for r in runs] + [f"experiments: {e}" for e in experiments]
+    )
     log.info("report: %s", report.out_dir / "index.html")
     return report
 
@@ -163,27 +200,52 @@ def _log_wandb(cfg: DictConfig, report: Report) -> None:
     logger = OmegaConf.to_container(cfg.logger, resolve=False) if cfg.get("logger") else None
     if not isinstance(logger, dict) or not str(logger.get("_target_", "")).endswith("WandbLogger"):
         return
-    import wandb   # local: slow to import, and only needed with logger=wandb
+    import wandb  # local: slow to import, and only needed with logger=wandb
 
     plain = {k: v for k, v in logger.items() if isinstance(v, str) and "${" not in v}
-    offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_logged_in() \
+    offline = (
+        os.environ.get("WANDB_MODE") in ("offline", "disabled")
+        or not wandb_logged_in()
         or logger.get("offline") is True
-    run = wandb.init(project=plain.get("project", "net2vec"), entity=plain.get("entity"), name="evaluate",
-                     job_type="evaluate", dir=str(report.out_dir), mode="offline" if offline else "online")
+    )
+    run = wandb.init(
+        project=plain.get("project", "net2vec"),
+        entity=plain.get("entity"),
+        name="evaluate",
+        job_type="evaluate",
+        dir=str(report.out_dir),
+        mode="offline" if offline else "online",
+    )
     run.log({f"figures/{name}": wandb.Image(str(path)) for name, path in report.figures.items()})
-    run.log({f"tables/{name}": wandb.Table(columns=t.columns, data=t.rows) for name, t in report.tables.items()})
+    run.log(
+        {
+            f"tables/{name}": wandb.Table(columns=t.columns, data=t.rows)
+            for name, t in report.tables.items()
+        }
+    )
     run.finish()
 
 
 def evaluate(cfg: DictConfig) -> Report:
     """The `python evaluate.py` entry point: runs/sweep in, report (index.html) out."""
     given = [str(path) for path in cfg.get("runs") or []]
-    experiments = [p for p in given if is_experiments_run(p)] + [str(p) for p in cfg.get("experiments") or []]
+    experiments = [p for p in given if is_experiments_run(p)] + [
+        str(p) for p in cfg.get("experiments") or []
+    ]
     runs = load_runs([p for p in given if not is_experiments_run(p)], cfg.get("sweep"))
     out_dir = output_dir_of(cfg)
-    report = analyse(runs, out_dir, list(cfg.get("arithmetic") or []), int(cfg.get("neighbours", 5)),
-                     int(cfg.get("kmeans", 8)), bool(cfg.get("tsne", True)), int(cfg.get("seed", 0)),
-                     experiments=experiments)
+    report = analyse(
+        runs,
+        out_dir,
+        list(cfg.get("arithmetic") or []),
+        int(cfg.get("neighbours", 5)),
+        int(cfg.get("kmeans", 8)),
+        bool(cfg.get("tsne", True)),
+        int(cfg.get("seed", 0)),
+        experiments=experiments,
+    )
     _log_wandb(cfg, report)
-    print(f"report: {out_dir / 'index.html'} ({len(report.figures)} figures, {len(report.tables)} tables)")
+    print(
+        f"report: {out_dir / 'index.html'} ({len(report.figures)} figures, {len(report.tables)} tables)"
+    )
     return report

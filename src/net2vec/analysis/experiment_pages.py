@@ -3,6 +3,7 @@
 An experiments run directory holds ``experiments.json`` (the summary) beside the CSV tables and
 PNG figures of each experiment (axis alignment, robustness, ablation, per-layer summaries).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ def add_experiment_pages(report: Report, run_dirs: list[str | Path]) -> None:
     """One section per experiments run: every CSV as a table, every PNG as a figure."""
     for run_dir in map(Path, run_dirs):
         if not (run_dir / "experiments.json").is_file():
-            raise FileNotFoundError(f"{run_dir}: no experiments.json (not an experiments.py run directory)")
+            raise FileNotFoundError(
+                f"{run_dir}: no experiments.json (not an experiments.py run directory)"
+            )
         summary = json.loads((run_dir / "experiments.json").read_text())
         title = f"Experiments: {summary.get('network', '?')} {summary.get('layer', '')}".strip()
         done = [name for name in EXPERIMENTS if name in summary]

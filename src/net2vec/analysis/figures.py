@@ -1,4 +1,5 @@
 """Matplotlib (Agg) figures from the analysis tables; each function returns a Figure."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,9 @@ def grid(count: int, width: float = 4.2, height: float = 3.4, columns: int = 3):
     """A figure with ``count`` subplots on a grid; returns (figure, flat list of used axes)."""
     columns = max(1, min(columns, count))
     lines = max(1, math.ceil(count / columns))
-    fig, axes = plt.subplots(lines, columns, figsize=(width * columns, height * lines), squeeze=False)
+    fig, axes = plt.subplots(
+        lines, columns, figsize=(width * columns, height * lines), squeeze=False
+    )
     flat = list(axes.ravel())
     for ax in flat[count:]:
         ax.set_visible(False)
@@ -38,7 +41,9 @@ def table1_figure(table: Table) -> plt.Figure:
     x = np.arange(len(table))
     for t, task in enumerate(tasks):
         values = [np.nan if v is None else v for v in table[f"{task}_percent"]]
-        ax.bar(x + (t - (len(tasks) - 1) / 2) * 0.8 / len(tasks), values, 0.8 / len(tasks), label=task)
+        ax.bar(
+            x + (t - (len(tasks) - 1) / 2) * 0.8 / len(tasks), values, 0.8 / len(tasks), label=task
+        )
     ax.set_xticks(x, [f"{n}\n{layer}" for n, layer in zip(table["network"], table["layer"])])
     ax.set_ylabel("% concepts all ≥ single")
     ax.set_ylim(0, 100)
@@ -54,7 +59,14 @@ def category_figure(table: Table, task: str) -> plt.Figure:
     for ax, (network, layer, _) in zip(axes, keys):
         part = table.where(network=network, layer=layer, task=task)
         x = np.arange(len(part))
-        ax.bar(x - 0.2, part["single_mean"], 0.4, yerr=part["single_se"], label="single filter", capsize=2)
+        ax.bar(
+            x - 0.2,
+            part["single_mean"],
+            0.4,
+            yerr=part["single_se"],
+            label="single filter",
+            capsize=2,
+        )
         ax.bar(x + 0.2, part["all_mean"], 0.4, yerr=part["all_se"], label="all filters", capsize=2)
         ax.set_xticks(x, part["category"], rotation=45, ha="right")
         ax.set_title(f"{network} {layer} ({task})")
@@ -72,8 +84,16 @@ def subset_figure(table: Table) -> plt.Figure:
         part = table.where(network=network, layer=layer, task=task)
         for category in dict.fromkeys(part["category"]):
             line = part.where(category=category)
-            ax.errorbar(line["F"], line["mean"], yerr=line["se"], marker="o", ms=3, capsize=2, label=category,
-                        lw=2.5 if category == "all" else 1.2)
+            ax.errorbar(
+                line["F"],
+                line["mean"],
+                yerr=line["se"],
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=category,
+                lw=2.5 if category == "all" else 1.2,
+            )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("F (filters kept)")
         ax.set_ylabel(f"mean val {NAMES.get(task, task)}")
@@ -112,8 +132,10 @@ def usage_figure(table: Table) -> plt.Figure:
         ax.hist(counts, bins=np.arange(counts.max(initial=0) + 2) - 0.5, color="slateblue")
         ax.set_xlabel("concepts choosing the filter")
         ax.set_ylabel("filters")
-        ax.set_title(f"{network} {layer} ({task}): {int((counts == 0).sum())}/{len(counts)} never chosen",
-                     fontsize=9)
+        ax.set_title(
+            f"{network} {layer} ({task}): {int((counts == 0).sum())}/{len(counts)} never chosen",
+            fontsize=9,
+        )
     fig.tight_layout()
     return fig
 
@@ -126,6 +148,8 @@ def shared_figure(table: Table) -> plt.Figure:
     ax.bar(np.arange(len(part)), part["single"], color="darkorange")
     ax.set_xticks(np.arange(len(part)), part["concept"], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(f"val {NAMES.get(first[2], first[2])} of filter {first[3]}")
-    ax.set_title(f"{first[0]} {first[1]} ({first[2]}): filter {first[3]} is best for {len(part)} concepts")
+    ax.set_title(
+        f"{first[0]} {first[1]} ({first[2]}): filter {first[3]} is best for {len(part)} concepts"
+    )
     fig.tight_layout()
     return fig

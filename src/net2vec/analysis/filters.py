@@ -1,5 +1,6 @@
 """Filter-level analyses: which filters concepts choose (Figs. 4-5), the per-image IoU
 distribution (Fig. 7), and how learned weights relate to single-filter scores (§5.2, Fig. 9)."""
+
 from __future__ import annotations
 
 import warnings
@@ -33,9 +34,20 @@ def usage_summary(runs: list[Run]) -> Table:
     rows = []
     for run in runs:
         counts = filter_counts(run)
-        rows.append([run.network, run.layer, run.task, len(counts), int((counts == 0).sum()),
-                     int(np.argmax(counts)), int(counts.max(initial=0))])
-    return Table(["network", "layer", "task", "filters", "never_chosen", "top_filter", "top_count"], rows)
+        rows.append(
+            [
+                run.network,
+                run.layer,
+                run.task,
+                len(counts),
+                int((counts == 0).sum()),
+                int(np.argmax(counts)),
+                int(counts.max(initial=0)),
+            ]
+        )
+    return Table(
+        ["network", "layer", "task", "filters", "never_chosen", "top_filter", "top_count"], rows
+    )
 
 
 def shared_filters(run: Run, top: int = 5) -> Table:
@@ -46,12 +58,26 @@ def shared_filters(run: Run, top: int = 5) -> Table:
         if counts[k] == 0:
             break
         members = np.flatnonzero(run.results["single_filter"] == k)
-        members = members[np.argsort(-np.nan_to_num(run.single[members], nan=-np.inf), kind="stable")]
+        members = members[
+            np.argsort(-np.nan_to_num(run.single[members], nan=-np.inf), kind="stable")
+        ]
         for i in members:
-            rows.append([run.network, run.layer, run.task, int(k), int(counts[k]), str(run.concepts[i]),
-                         str(run.categories[i]), float(run.single[i])])
-    return Table(["network", "layer", "task", "filter", "concepts_sharing", "concept", "category",
-                  "single"], rows)
+            rows.append(
+                [
+                    run.network,
+                    run.layer,
+                    run.task,
+                    int(k),
+                    int(counts[k]),
+                    str(run.concepts[i]),
+                    str(run.categories[i]),
+                    float(run.single[i]),
+                ]
+            )
+    return Table(
+        ["network", "layer", "task", "filter", "concepts_sharing", "concept", "category", "single"],
+        rows,
+    )
 
 
 def per_image_stats(runs: list[Run]) -> Table:
@@ -67,10 +93,33 @@ def per_image_stats(runs: list[Run]) -> Table:
             nonzero = values[values > 0]
             mu = float(nonzero.mean()) if len(nonzero) else float("nan")
             sigma = float(nonzero.std()) if len(nonzero) else float("nan")
-            rows.append([run.network, run.layer, run.task, probe, len(values), len(nonzero),
-                         100.0 * (1 - len(nonzero) / len(values)) if len(values) else float("nan"), mu, sigma])
-    return Table(["network", "layer", "task", "probe", "pairs", "nonzero", "percent_zero", "mu_nonzero",
-                  "sigma_nonzero"], rows)
+            rows.append(
+                [
+                    run.network,
+                    run.layer,
+                    run.task,
+                    probe,
+                    len(values),
+                    len(nonzero),
+                    100.0 * (1 - len(nonzero) / len(values)) if len(values) else float("nan"),
+                    mu,
+                    sigma,
+                ]
+            )
+    return Table(
+        [
+            "network",
+            "layer",
+            "task",
+            "probe",
+            "pairs",
+            "nonzero",
+            "percent_zero",
+            "mu_nonzero",
+            "sigma_nonzero",
+        ],
+        rows,
+    )
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -92,23 +141,46 @@ def weight_correlations(runs: list[Run], split: str = "val") -> Table:
         weights, scores = run.embeddings.weights, run.embeddings.filter_scores[split]
         for i in range(len(run.concepts)):
             r, p = pearson(np.maximum(weights[i], 0.0), scores[i])
-            rows.append([run.network, run.layer, run.task, str(run.concepts[i]), str(run.categories[i]), r, p])
+            rows.append(
+                [
+                    run.network,
+                    run.layer,
+                    run.task,
+                    str(run.concepts[i]),
+                    str(run.categories[i]),
+                    r,
+                    p,
+                ]
+            )
     return Table(["network", "layer", "task", "concept", "category", "r", "p"], rows)
 
 
 def correlation_summary(correlations: Table, alpha: float = 0.01) -> Table:
     """Per run: % of concepts with p < alpha (undefined correlations count as not significant)."""
     rows = []
-    keys = list(dict.fromkeys(zip(correlations["network"], correlations["layer"], correlations["task"])))
+    keys = list(
+        dict.fromkeys(zip(correlations["network"], correlations["layer"], correlations["task"]))
+    )
     for network, layer, task in keys:
         part = correlations.where(network=network, layer=layer, task=task)
         p = np.array(part["p"], np.float64)
         r = np.array(part["r"], np.float64)
         significant = np.nan_to_num(p, nan=1.0) < alpha
-        rows.append([network, layer, task, len(p), int(np.isfinite(p).sum()), 100.0 * significant.mean(),
-                     float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")])
-    return Table(["network", "layer", "task", "concepts", "defined", f"percent_p_below_{alpha:g}",
-                  "mean_r"], rows)
+        rows.append(
+            [
+                network,
+                layer,
+                task,
+                len(p),
+                int(np.isfinite(p).sum()),
+                100.0 * significant.mean(),
+                float(np.nanmean(r)) if np.isfinite(r).any() else float("nan"),
+            ]
+        )
+    return Table(
+        ["network", "layer", "task", "concepts", "defined", f"percent_p_below_{alpha:g}", "mean_r"],
+        rows,
+    )
 
 
 def weight_shares(weights: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 """The report: every table as CSV and every figure as PNG in one directory, plus index.html."""
+
 from __future__ import annotations
 
 import html
@@ -13,10 +14,12 @@ from net2vec.analysis.table import Table
 
 log = logging.getLogger(__name__)
 
-STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-         "table{border-collapse:collapse;font-size:12px;margin:.5em 0}"
-         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-         "img{max-width:100%;border:1px solid #eee}.note{color:#a50}")
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+    "table{border-collapse:collapse;font-size:12px;margin:.5em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+    "img{max-width:100%;border:1px solid #eee}.note{color:#a50}"
+)
 
 
 def slug(text: str) -> str:
@@ -68,10 +71,14 @@ class Report:
 
     def write_html(self, title: str = "net2vec report", runs: list[str] = ()) -> Path:
         """index.html with each section, figure (embedded by link) and table (head + CSV link)."""
-        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                 f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+        parts = [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        ]
         if runs:
-            parts.append("<p>Runs:</p><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in runs) + "</ul>")
+            parts.append(
+                "<p>Runs:</p><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in runs) + "</ul>"
+            )
         for item in self.items:
             kind = item[0]
             if kind == "section":
@@ -79,12 +86,16 @@ class Report:
             elif kind == "note":
                 parts.append(f"<p class='note'>{html.escape(item[1])}</p>")
             elif kind == "figure":
-                parts.append(f"<h3>{html.escape(item[1])}</h3><p>{html.escape(item[3])}</p>"
-                             f"<a href='{item[2]}'><img src='{item[2]}' alt='{html.escape(item[1])}'></a>")
+                parts.append(
+                    f"<h3>{html.escape(item[1])}</h3><p>{html.escape(item[3])}</p>"
+                    f"<a href='{item[2]}'><img src='{item[2]}' alt='{html.escape(item[1])}'></a>"
+                )
             else:
                 table = self.tables[item[1]]
-                parts.append(f"<h3>{html.escape(item[1])} (<a href='{item[2]}'>{item[2]}</a>, {len(table)} rows)"
-                             f"</h3><p>{html.escape(item[3])}</p>{table.to_html()}")
+                parts.append(
+                    f"<h3>{html.escape(item[1])} (<a href='{item[2]}'>{item[2]}</a>, {len(table)} rows)"
+                    f"</h3><p>{html.escape(item[3])}</p>{table.to_html()}"
+                )
         parts.append("</body></html>")
         path = self.out_dir / "index.html"
         path.write_text("\n".join(parts), encoding="utf-8")

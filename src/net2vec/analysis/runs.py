@@ -4,6 +4,7 @@ A run is identified by (network, layer, task), read from summary.json's ``config
 from embeddings.h5's attributes, then from results.csv's columns; anything missing reads
 ``"?"``. Analyses take lists of runs, so a notebook can do ``runs = load_runs([...])``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,7 +35,7 @@ class Embeddings:
 
     concepts: np.ndarray
     categories: np.ndarray
-    weights: np.ndarray                                   # (C, K) all-filter concept vectors
+    weights: np.ndarray  # (C, K) all-filter concept vectors
     bias: np.ndarray
     subsets: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     filter_scores: dict[str, np.ndarray] = field(default_factory=dict)
@@ -120,7 +121,9 @@ def read_results(path: Path) -> dict[str, np.ndarray]:
             try:
                 values[i] = float(cell) if cell.strip() else np.nan
             except ValueError:
-                raise RunError(f"{path}: row {i + 2} column {name!r}: {cell!r} is not a number") from None
+                raise RunError(
+                    f"{path}: row {i + 2} column {name!r}: {cell!r} is not a number"
+                ) from None
         integral = name in INT_COLUMNS and np.isfinite(values).all()
         columns[name] = values.astype(np.int64) if integral else values
     if "category" not in columns:
@@ -135,10 +138,13 @@ def _text(values) -> np.ndarray:
 def read_embeddings(path: Path, order: np.ndarray | None = None) -> Embeddings:
     """embeddings.h5, reordered to ``order`` (concept names) when given."""
     with h5py.File(path, "r") as h5:
-        emb = Embeddings(concepts=_text(h5["concepts"][()]), categories=_text(h5["categories"][()]),
-                         weights=np.asarray(h5["weights"][()], np.float64),
-                         bias=np.asarray(h5["bias"][()], np.float64),
-                         attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()})
+        emb = Embeddings(
+            concepts=_text(h5["concepts"][()]),
+            categories=_text(h5["categories"][()]),
+            weights=np.asarray(h5["weights"][()], np.float64),
+            bias=np.asarray(h5["bias"][()], np.float64),
+            attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()},
+        )
         for name, group in h5.get("subsets", {}).items():
             emb.subsets[int(name.lstrip("F"))] = {k: group[k][()] for k in group}
         for split, data in h5.get("filter_scores", {}).items():
@@ -185,14 +191,21 @@ def load_run(path: str | Path) -> Run:
         try:
             summary = json.loads((path / "summary.json").read_text())
         except json.JSONDecodeError as err:
-            raise RunError(f"{path / 'summary.json'}: not JSON ({err.msg}, line {err.lineno})") from None
-    embeddings = read_embeddings(path / "embeddings.h5", results["concept"]) \
-        if (path / "embeddings.h5").is_file() else None
+            raise RunError(
+                f"{path / 'summary.json'}: not JSON ({err.msg}, line {err.lineno})"
+            ) from None
+    embeddings = (
+        read_embeddings(path / "embeddings.h5", results["concept"])
+        if (path / "embeddings.h5").is_file()
+        else None
+    )
     network, layer, task = _identity(summary, embeddings.attrs if embeddings else {}, results, path)
     run = Run(path, network, layer, task, results, embeddings, summary)
     if f"{run.metric}_val" not in results or f"single_{run.metric}_val" not in results:
-        raise RunError(f"{path / 'results.csv'}: task {task!r} needs columns "
-                       f"single_{run.metric}_val and {run.metric}_val")
+        raise RunError(
+            f"{path / 'results.csv'}: task {task!r} needs columns "
+            f"single_{run.metric}_val and {run.metric}_val"
+        )
     return run
 
 

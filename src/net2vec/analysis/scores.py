@@ -2,6 +2,7 @@
 
 Concepts whose single-filter or all-filter score is NaN are left out of every comparison.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,14 +31,21 @@ def percent_all_ge_single(run: Run) -> float:
 
 def table1(runs: list[Run]) -> Table:
     """Table 1: one row per (network, layer), one column per task: % concepts all >= single."""
-    tasks = sorted({run.task for run in runs}, key=lambda t: ("seg", "cls").index(t) if t in ("seg", "cls") else 2)
+    tasks = sorted(
+        {run.task for run in runs},
+        key=lambda t: ("seg", "cls").index(t) if t in ("seg", "cls") else 2,
+    )
     keys = list(dict.fromkeys((run.network, run.layer) for run in runs))
     rows = []
     for network, layer in keys:
         row: list = [network, layer]
         for task in tasks:
             match = [r for r in runs if (r.network, r.layer, r.task) == (network, layer, task)]
-            row += [percent_all_ge_single(match[0]), int(_valid(match[0]).sum())] if match else [None, 0]
+            row += (
+                [percent_all_ge_single(match[0]), int(_valid(match[0]).sum())]
+                if match
+                else [None, 0]
+            )
         rows.append(row)
     columns = ["network", "layer"] + [c for t in tasks for c in (f"{t}_percent", f"{t}_n")]
     return Table(columns, rows)
@@ -60,10 +68,35 @@ def category_scores(runs: list[Run]) -> Table:
             single, single_se = mean_se(run.single[chosen])
             full, full_se = mean_se(run.all[chosen])
             ratio = full / single if single > 0 else float("nan")
-            rows.append([run.network, run.layer, run.task, category, int(chosen.sum()),
-                         single, single_se, full, full_se, ratio])
-    return Table(["network", "layer", "task", "category", "n", "single_mean", "single_se",
-                  "all_mean", "all_se", "all_over_single"], rows)
+            rows.append(
+                [
+                    run.network,
+                    run.layer,
+                    run.task,
+                    category,
+                    int(chosen.sum()),
+                    single,
+                    single_se,
+                    full,
+                    full_se,
+                    ratio,
+                ]
+            )
+    return Table(
+        [
+            "network",
+            "layer",
+            "task",
+            "category",
+            "n",
+            "single_mean",
+            "single_se",
+            "all_mean",
+            "all_se",
+            "all_over_single",
+        ],
+        rows,
+    )
 
 
 def subset_curves(runs: list[Run]) -> Table:
@@ -79,7 +112,9 @@ def subset_curves(runs: list[Run]) -> Table:
         for category, chosen in _category_masks(run):
             for size, scores in series:
                 mean, se = mean_se(scores[chosen])
-                rows.append([run.network, run.layer, run.task, category, size, int(chosen.sum()), mean, se])
+                rows.append(
+                    [run.network, run.layer, run.task, category, size, int(chosen.sum()), mean, se]
+                )
     return Table(["network", "layer", "task", "category", "F", "n", "mean", "se"], rows)
 
 
@@ -94,7 +129,9 @@ def object_sizes(run: Run) -> dict[str, float] | None:
         return None
     try:
         with h5py.File(store, "r") as h5:
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in h5["concepts/name"][()]]
+            names = [
+                n.decode() if isinstance(n, bytes) else str(n) for n in h5["concepts/name"][()]
+            ]
             sh, sw = (int(v) for v in h5.attrs["mask_size"])
             train = h5["split"][()] == 0
             image, concept = h5["pairs/image"][()], h5["pairs/concept"][()]
@@ -117,10 +154,33 @@ def failure_cases(runs: list[Run]) -> Table:
         n_train = run.results.get("n_train", np.full(len(run.concepts), -1))
         for i in np.flatnonzero(ok & (run.single >= run.all)):
             name = str(run.concepts[i])
-            rows.append([run.network, run.layer, run.task, name, str(run.categories[i]), int(n_train[i]),
-                         sizes.get(name, float("nan")), float(run.single[i]), float(run.all[i])])
-    return Table(["network", "layer", "task", "concept", "category", "n_train", "object_size",
-                  "single", "all"], rows)
+            rows.append(
+                [
+                    run.network,
+                    run.layer,
+                    run.task,
+                    name,
+                    str(run.categories[i]),
+                    int(n_train[i]),
+                    sizes.get(name, float("nan")),
+                    float(run.single[i]),
+                    float(run.all[i]),
+                ]
+            )
+    return Table(
+        [
+            "network",
+            "layer",
+            "task",
+            "concept",
+            "category",
+            "n_train",
+            "object_size",
+            "single",
+            "all",
+        ],
+        rows,
+    )
 
 
 def failures_by_train_size(runs: list[Run], bins=TRAIN_BINS) -> Table:
@@ -135,9 +195,20 @@ def failures_by_train_size(runs: list[Run], bins=TRAIN_BINS) -> Table:
         for lo, hi in zip(bins[:-1], bins[1:]):
             inside = ok & (n_train >= lo) & (n_train < hi)
             total, failed = int(inside.sum()), int((fail & inside).sum())
-            rows.append([run.network, run.layer, run.task, f"[{lo:g},{hi:g})", total, failed,
-                         100.0 * failed / total if total else float("nan")])
-    return Table(["network", "layer", "task", "n_train_bin", "concepts", "failures", "percent"], rows)
+            rows.append(
+                [
+                    run.network,
+                    run.layer,
+                    run.task,
+                    f"[{lo:g},{hi:g})",
+                    total,
+                    failed,
+                    100.0 * failed / total if total else float("nan"),
+                ]
+            )
+    return Table(
+        ["network", "layer", "task", "n_train_bin", "concepts", "failures", "percent"], rows
+    )
 
 
 def layers_in_order(table: Table) -> list[tuple[str, str]]:

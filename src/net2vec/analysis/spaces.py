@@ -4,6 +4,7 @@ For spaces i, j with unit embeddings W_i, W_j on a common concept set, d(W) = W�
 matrix), D_ij = ||d(W_i) − d(W_j)||² (squared Frobenius norm) and, per concept c,
 D_ijc = ||d(W_i)[c] − d(W_j)[c]||² over its row, so that D_ij = Σ_c D_ijc.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,9 @@ def distance_tables(runs: list[Run]) -> tuple[Table, Table]:
     runs = [r for r in runs if r.embeddings is not None]
     total, per_concept, concepts = space_distances(runs)
     if len(concepts) < 2:
-        return Table(["space_i", "space_j", "D", "concepts"]), Table(["space_i", "space_j", "category", "n", "mean_D_c"])
+        return Table(["space_i", "space_j", "D", "concepts"]), Table(
+            ["space_i", "space_j", "category", "n", "mean_D_c"]
+        )
     labels = [r.label for r in runs]
     category_of = dict(zip(runs[0].concepts.tolist(), runs[0].categories.tolist()))
     categories = np.array([category_of[c] for c in concepts])
@@ -55,6 +58,10 @@ def distance_tables(runs: list[Run]) -> tuple[Table, Table]:
             pairs.append([a, b, float(total[i, j]), len(concepts)])
             for category in sorted(set(categories.tolist())):
                 chosen = categories == category
-                by_category.append([a, b, category, int(chosen.sum()), float(per_concept[i, j, chosen].mean())])
-    return (Table(["space_i", "space_j", "D", "concepts"], pairs),
-            Table(["space_i", "space_j", "category", "n", "mean_D_c"], by_category))
+                by_category.append(
+                    [a, b, category, int(chosen.sum()), float(per_concept[i, j, chosen].mean())]
+                )
+    return (
+        Table(["space_i", "space_j", "D", "concepts"], pairs),
+        Table(["space_i", "space_j", "category", "n", "mean_D_c"], by_category),
+    )

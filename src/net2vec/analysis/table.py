@@ -1,4 +1,5 @@
 """A minimal column table (pandas is not a dependency): rows of plain values, CSV and HTML out."""
+
 from __future__ import annotations
 
 import csv
@@ -53,14 +54,14 @@ class Table:
     def records(self) -> list[dict]:
         return [dict(zip(self.columns, row)) for row in self.rows]
 
-    def where(self, **equal) -> "Table":
+    def where(self, **equal) -> Table:
         """Rows whose columns equal the given values."""
         index = {name: self.columns.index(name) for name in equal}
         keep = [row for row in self.rows if all(row[index[k]] == v for k, v in equal.items())]
         return Table(list(self.columns), keep)
 
     @classmethod
-    def from_csv(cls, path: str | Path) -> "Table":
+    def from_csv(cls, path: str | Path) -> Table:
         """A table read back from a CSV file (values stay strings)."""
         with open(path, newline="") as handle:
             header, *rows = list(csv.reader(handle))
@@ -77,9 +78,15 @@ class Table:
 
     def to_html(self, max_rows: int = 25) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
-                       for row in self.rows[:max_rows])
-        more = f"<p>… {len(self.rows) - max_rows} more rows in the CSV</p>" if len(self.rows) > max_rows else ""
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+            for row in self.rows[:max_rows]
+        )
+        more = (
+            f"<p>… {len(self.rows) - max_rows} more rows in the CSV</p>"
+            if len(self.rows) > max_rows
+            else ""
+        )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
     def _repr_html_(self) -> str:  # notebooks

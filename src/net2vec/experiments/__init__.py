@@ -14,6 +14,7 @@ which writes, per experiment, CSV tables and a PNG figure into the run directory
 
 Each module's functions also work from a notebook on a concept store and an activation store.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,22 @@ from omegaconf import DictConfig, OmegaConf
 from net2vec.config import check_config
 from net2vec.data.datamodules import SegmentationDataModule
 from net2vec.experiments.ablation import ablation_test, run_ablation
-from net2vec.experiments.alignment import concept_loadings, pca_test, random_rotation, rotate, rotation_test, run_alignment
-from net2vec.experiments.common import (ExperimentError, TransformedActivations, at_quantile, detector_counts, dissect,
-                                        dissect_kwargs)
+from net2vec.experiments.alignment import (
+    concept_loadings,
+    pca_test,
+    random_rotation,
+    rotate,
+    rotation_test,
+    run_alignment,
+)
+from net2vec.experiments.common import (
+    ExperimentError,
+    TransformedActivations,
+    at_quantile,
+    detector_counts,
+    dissect,
+    dissect_kwargs,
+)
 from net2vec.experiments.context import ExperimentContext
 from net2vec.experiments.robustness import perturbed_store, robustness_test, run_robustness
 from net2vec.experiments.summaries import layer_summaries, run_summaries
@@ -36,16 +50,34 @@ from net2vec.pipeline import prepare_activation_store, prepare_stores, run_dir_o
 
 log = logging.getLogger(__name__)
 EXPERIMENTS = ("alignment", "robustness", "ablation", "summaries")
-__all__ = ["run", "context", "ExperimentContext", "EXPERIMENTS", "ExperimentError", "TransformedActivations",
-           "dissect", "detector_counts", "random_rotation", "rotate", "rotation_test", "pca_test",
-           "concept_loadings", "robustness_test", "perturbed_store", "ablation_test", "layer_summaries"]
+__all__ = [
+    "run",
+    "context",
+    "ExperimentContext",
+    "EXPERIMENTS",
+    "ExperimentError",
+    "TransformedActivations",
+    "dissect",
+    "detector_counts",
+    "random_rotation",
+    "rotate",
+    "rotation_test",
+    "pca_test",
+    "concept_loadings",
+    "robustness_test",
+    "perturbed_store",
+    "ablation_test",
+    "layer_summaries",
+]
 
 
 def _selected(cfg: DictConfig) -> list[str]:
     chosen = [str(e) for e in cfg.experiments.run]
     for name in chosen:
         if name not in EXPERIMENTS:
-            raise ExperimentError(f"experiments.run contains {name!r}: expected some of {', '.join(EXPERIMENTS)}")
+            raise ExperimentError(
+                f"experiments.run contains {name!r}: expected some of {', '.join(EXPERIMENTS)}"
+            )
     return chosen
 
 
@@ -58,19 +90,33 @@ def context(cfg: DictConfig) -> ExperimentContext:
         return prepare_activation_store(cfg, concepts, layer, transform)
 
     def train_probe(concepts, source):
-        datamodule = SegmentationDataModule(concepts, source, batch_size=int(cfg.task.batch_size), in_memory=True,
-                                            seed=int(cfg.seed))
+        datamodule = SegmentationDataModule(
+            concepts,
+            source,
+            batch_size=int(cfg.task.batch_size),
+            in_memory=True,
+            seed=int(cfg.seed),
+        )
         module = task.probe(datamodule, source.num_filters, [])
-        trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False,
-                                          use_distributed_sampler=False)
+        trainer = hydra.utils.instantiate(
+            cfg.trainer, logger=False, enable_checkpointing=False, use_distributed_sampler=False
+        )
         trainer.fit(module, datamodule=datamodule)
         trainer.validate(module, datamodule=datamodule, verbose=False)
         return module
 
     network = hydra.utils.instantiate(cfg.network)
     section = (cfg.get("experiments") or {}).get("dissect")
-    return ExperimentContext(network, str(cfg.layer), float(cfg.probe.quantile), dissect_kwargs(section),
-                             Path(cfg.paths.cache_dir), store, train_probe, list(network.layers))
+    return ExperimentContext(
+        network,
+        str(cfg.layer),
+        float(cfg.probe.quantile),
+        dissect_kwargs(section),
+        Path(cfg.paths.cache_dir),
+        store,
+        train_probe,
+        list(network.layers),
+    )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -96,7 +142,9 @@ def run(cfg: DictConfig) -> dict:
         elif name == "robustness":
             summary[name] = run_robustness(ctx, concepts, store, out_dir, params.robustness)
         elif name == "ablation":
-            summary[name] = _ablation(ctx, concepts, out_dir, OmegaConf.to_container(params.ablation, resolve=True))
+            summary[name] = _ablation(
+                ctx, concepts, out_dir, OmegaConf.to_container(params.ablation, resolve=True)
+            )
         else:
             summary[name] = run_summaries(ctx, concepts, out_dir, params.summaries)
     (out_dir / "experiments.json").write_text(json.dumps(summary, indent=2, default=str))

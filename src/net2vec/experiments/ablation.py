@@ -13,6 +13,7 @@ order) and one scene class s:
    and the all-class top-1 accuracy (and, as a smoother signal, the mean softmax probability
    of s on its own images).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,11 +74,13 @@ def ablated(module: torch.nn.Module, units):
 
 
 @torch.no_grad()
-def scene_probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+def scene_probabilities(
+    model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64
+) -> np.ndarray:
     """(n, S) softmax of the scene head (the first output) for uint8 images (n, 3, H, W)."""
     out = []
     for start in range(0, len(images), batch_size):
-        logits = model(normalise(images[start:start + batch_size]))
+        logits = model(normalise(images[start : start + batch_size]))
         logits = logits[0] if isinstance(logits, (tuple, list)) else logits
         out.append(logits.softmax(1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
@@ -87,8 +90,10 @@ def class_accuracies(pred: np.ndarray, target: np.ndarray, scene_class: int) -> 
     """(balanced binary accuracy of `scene_class`, all-class accuracy)."""
     positive = target == scene_class
     hit = pred == scene_class
-    recall = [float((hit[positive]).mean()) if positive.any() else float("nan"),
-              float((~hit[~positive]).mean()) if (~positive).any() else float("nan")]
+    recall = [
+        float((hit[positive]).mean()) if positive.any() else float("nan"),
+        float((~hit[~positive]).mean()) if (~positive).any() else float("nan"),
+    ]
     return float(np.nanmean(recall)), float((pred == target).mean())
 
 
@@ -106,7 +111,9 @@ def choose_scene(target: np.ndarray, split: np.ndarray, scene_names, scene) -> i
     names = [str(n) for n in scene_names]
     if scene is not None:
         if str(scene) not in names:
-            raise ExperimentError(f"experiments.ablation.scene={scene!r}: not a scene concept ({', '.join(names[:12])})")
+            raise ExperimentError(
+                f"experiments.ablation.scene={scene!r}: not a scene concept ({', '.join(names[:12])})"
+            )
         return names.index(str(scene))
     counts = np.bincount(target[(target >= 0) & split], minlength=len(names))
     return int(np.argmax(counts))
@@ -116,13 +123,21 @@ def ablation_test(ctx, concepts, result, params) -> tuple[Table, dict]:
     """Accuracy table as n units (most vs least tied to the scene) are zeroed in ``params.layer``."""
     scenes, target = scene_targets(concepts)
     split_code = {"train": 0, "val": 1}.get(str(params.get("split", "val")))
-    split = np.ones(len(target), bool) if split_code is None else np.asarray(concepts.split) == split_code
-    scene_class = choose_scene(target, split, np.asarray(concepts.names)[scenes], params.get("scene"))
+    split = (
+        np.ones(len(target), bool)
+        if split_code is None
+        else np.asarray(concepts.split) == split_code
+    )
+    scene_class = choose_scene(
+        target, split, np.asarray(concepts.names)[scenes], params.get("scene")
+    )
     tied = tied_concepts(concepts, target, scene_class, int(params.get("tied", 3)))
     importance = unit_importance(result.iou, tied)
     order = np.argsort(-importance, kind="stable")
     model = ctx.model(concepts.attrs["dataset_root"])
-    layer = dict(model.named_modules())[ctx.network.resolve_layer(str(params.get("layer", ctx.layer)), model)]
+    layer = dict(model.named_modules())[
+        ctx.network.resolve_layer(str(params.get("layer", ctx.layer)), model)
+    ]
     rows = np.flatnonzero(split & (target >= 0))
     images, y = load_split_images(concepts, rows, int(ctx.network.input_size)), target[rows]
     table = []
@@ -134,12 +149,26 @@ def ablation_test(ctx, concepts, result, params) -> tuple[Table, dict]:
             with ablated(layer, units):
                 probabilities = scene_probabilities(model, images)
             balanced, overall = class_accuracies(probabilities.argmax(1), y, scene_class)
-            table.append(["none" if n == 0 else which, n, balanced, overall,
-                          float(probabilities[y == scene_class, scene_class].mean())])
-    info = {"scene": str(concepts.names[scenes[scene_class]]), "scene_class": scene_class,
-            "tied_concepts": [str(concepts.names[c]) for c in tied], "images": int(len(rows)),
-            "top_units": [int(u) for u in order[:8]], "top_importance": [float(importance[u]) for u in order[:8]]}
-    return Table(["removed", "units", "balanced_accuracy", "all_class_accuracy", "class_probability"], table), info
+            table.append(
+                [
+                    "none" if n == 0 else which,
+                    n,
+                    balanced,
+                    overall,
+                    float(probabilities[y == scene_class, scene_class].mean()),
+                ]
+            )
+    info = {
+        "scene": str(concepts.names[scenes[scene_class]]),
+        "scene_class": scene_class,
+        "tied_concepts": [str(concepts.names[c]) for c in tied],
+        "images": int(len(rows)),
+        "top_units": [int(u) for u in order[:8]],
+        "top_importance": [float(importance[u]) for u in order[:8]],
+    }
+    return Table(
+        ["removed", "units", "balanced_accuracy", "all_class_accuracy", "class_probability"], table
+    ), info
 
 
 def plot_ablation(table: Table, info: dict, path: Path) -> None:
@@ -148,10 +177,18 @@ def plot_ablation(table: Table, info: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     rows = table.rows
     base = [r for r in rows if r[0] == "none"]
-    for ax, column, title in ((axes[0], 2, f"balanced accuracy: {info['scene']}"), (axes[1], 3, "all-class accuracy")):
+    for ax, column, title in (
+        (axes[0], 2, f"balanced accuracy: {info['scene']}"),
+        (axes[1], 3, "all-class accuracy"),
+    ):
         for which, style in (("most", "o-"), ("least", "s--")):
             picked = base + [r for r in rows if r[0] == which]
-            ax.plot([max(r[1], 0.5) for r in picked], [r[column] for r in picked], style, label=f"{which} tied removed")
+            ax.plot(
+                [max(r[1], 0.5) for r in picked],
+                [r[column] for r in picked],
+                style,
+                label=f"{which} tied removed",
+            )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("units removed (0 shown at 0.5)")
         ax.set_title(title)

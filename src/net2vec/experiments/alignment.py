@@ -15,14 +15,22 @@ The same ratio is reported for a rotated basis and for the concept's mean shift 
 mean of its images minus that of the others), which a global factor shared by all units (image
 contrast, say) cannot dominate the way it can dominate the uncentred top loading.
 """
+
 from __future__ import annotations
 
 import logging
 
 import numpy as np
 
-from net2vec.experiments.common import (Table, TransformedActivations, at_quantile, detector_counts, dissect,
-                                        pyplot, save_figure)
+from net2vec.experiments.common import (
+    Table,
+    TransformedActivations,
+    at_quantile,
+    detector_counts,
+    dissect,
+    pyplot,
+    save_figure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +67,28 @@ def rotation_test(ctx, concepts, store, seeds, probe: bool = True, **dissect_kw)
     rows, header = [], None
     bases = [("original", None)] + [(f"rotation_{s}", int(s)) for s in seeds]
     for name, seed in bases:
-        source = at_quantile(store, quantile) if seed is None else rotated_source(store, seed, quantile)
+        source = (
+            at_quantile(store, quantile) if seed is None else rotated_source(store, seed, quantile)
+        )
         result = dissect(concepts, source, **dissect_kw)
         counts = detector_counts(result, concepts)
         probe_iou = all_filter_iou(ctx, concepts, source) if probe else float("nan")
         header = header or ["basis", "seed", *counts, "mean_top_iou", "all_filter_iou"]
-        rows.append([name, -1 if seed is None else seed, *counts.values(), float(result.top_iou.mean()), probe_iou])
-        log.info("axis alignment: %s: %d unique detectors, all-filter IoU %.4f", name, counts["unique"], probe_iou)
+        rows.append(
+            [
+                name,
+                -1 if seed is None else seed,
+                *counts.values(),
+                float(result.top_iou.mean()),
+                probe_iou,
+            ]
+        )
+        log.info(
+            "axis alignment: %s: %d unique detectors, all-filter IoU %.4f",
+            name,
+            counts["unique"],
+            probe_iou,
+        )
     return Table(header, rows)
 
 
@@ -74,9 +97,16 @@ def summarise_rotations(table: Table) -> Table:
     numeric = table.columns[2:]
     original = table.rows[0][2:]
     rotated = np.array([row[2:] for row in table.rows[1:]], dtype=np.float64)
-    rows = [[name, original[i], float(rotated[:, i].mean()) if len(rotated) else float("nan"),
-             float(rotated[:, i].std(ddof=1)) if len(rotated) > 1 else 0.0, len(rotated)]
-            for i, name in enumerate(numeric)]
+    rows = [
+        [
+            name,
+            original[i],
+            float(rotated[:, i].mean()) if len(rotated) else float("nan"),
+            float(rotated[:, i].std(ddof=1)) if len(rotated) > 1 else 0.0,
+            len(rotated),
+        ]
+        for i, name in enumerate(numeric)
+    ]
     return Table(["quantity", "original", "rotated_mean", "rotated_std", "rotations"], rows)
 
 
@@ -91,7 +121,7 @@ def concept_loadings(concepts, pooled: np.ndarray, concept: int) -> tuple[np.nda
         raise ValueError(f"concept {concepts.names[concept]!r} has no images")
     _, singular, vt = np.linalg.svd(rows, full_matrices=False)
     loading = vt[0] * np.sign(vt[0][np.argmax(np.abs(vt[0]))])
-    return loading, float(singular[0] ** 2 / max((singular ** 2).sum(), 1e-300))
+    return loading, float(singular[0] ** 2 / max((singular**2).sum(), 1e-300))
 
 
 def concept_shift(concepts, pooled: np.ndarray, concept: int) -> np.ndarray:
@@ -112,7 +142,9 @@ def alignment_ratio(loading: np.ndarray) -> float:
     return float(top[0] / max(top[1], 1e-12)) if len(top) > 1 else float("inf")
 
 
-def pca_test(concepts, store, result, count: int = 8, min_images: int = 5, rotation_seed: int = 0) -> Table:
+def pca_test(
+    concepts, store, result, count: int = 8, min_images: int = 5, rotation_seed: int = 0
+) -> Table:
     """Per concept (the `count` pixel-level ones with most images, at least `min_images`): the top
     loading's unit, |loading| largest and second, alignment ratio, explained fraction, whether that
     unit is NetDissect's best unit for the concept, and the same ratio in a rotated basis."""
@@ -129,13 +161,43 @@ def pca_test(concepts, store, result, count: int = 8, min_images: int = 5, rotat
         shift = concept_shift(concepts, pooled, c)
         order = np.argsort(-np.abs(loading))
         best_unit = int(np.argmax(result.iou[:, c]))
-        rows.append([str(concepts.names[c]), str(concepts.categories[c]), int(images[c]), int(order[0]),
-                     float(abs(loading[order[0]])), float(abs(loading[order[1]])), alignment_ratio(loading),
-                     explained, best_unit, float(result.iou[best_unit, c]), int(order[0]) == best_unit,
-                     alignment_ratio(rotated_loading), int(np.argmax(np.abs(shift))), alignment_ratio(shift)])
-    return Table(["concept", "category", "images", "top_unit", "loading_1", "loading_2", "alignment_ratio",
-                  "explained", "netdissect_unit", "netdissect_iou", "same_unit", "rotated_alignment_ratio",
-                  "shift_unit", "shift_alignment_ratio"], rows)
+        rows.append(
+            [
+                str(concepts.names[c]),
+                str(concepts.categories[c]),
+                int(images[c]),
+                int(order[0]),
+                float(abs(loading[order[0]])),
+                float(abs(loading[order[1]])),
+                alignment_ratio(loading),
+                explained,
+                best_unit,
+                float(result.iou[best_unit, c]),
+                int(order[0]) == best_unit,
+                alignment_ratio(rotated_loading),
+                int(np.argmax(np.abs(shift))),
+                alignment_ratio(shift),
+            ]
+        )
+    return Table(
+        [
+            "concept",
+            "category",
+            "images",
+            "top_unit",
+            "loading_1",
+            "loading_2",
+            "alignment_ratio",
+            "explained",
+            "netdissect_unit",
+            "netdissect_iou",
+            "same_unit",
+            "rotated_alignment_ratio",
+            "shift_unit",
+            "shift_alignment_ratio",
+        ],
+        rows,
+    )
 
 
 def plot_alignment(rotations: Table, pca: Table, concepts, store, path) -> None:
@@ -145,12 +207,20 @@ def plot_alignment(rotations: Table, pca: Table, concepts, store, path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     skip = {"basis", "seed", "unique", "detectors", "mean_top_iou", "all_filter_iou"}
     cats = [h for h in rotations.columns if h not in skip]
-    values = np.array([[row[rotations.columns.index(c)] for c in cats] for row in rotations.rows], float)
+    values = np.array(
+        [[row[rotations.columns.index(c)] for c in cats] for row in rotations.rows], float
+    )
     x = np.arange(len(cats))
     left.bar(x - 0.2, values[0], 0.4, label="original basis")
     if len(values) > 1:
-        left.bar(x + 0.2, values[1:].mean(0), 0.4, yerr=values[1:].std(0), capsize=3,
-                 label=f"random rotations (n={len(values) - 1})")
+        left.bar(
+            x + 0.2,
+            values[1:].mean(0),
+            0.4,
+            yerr=values[1:].std(0),
+            capsize=3,
+            label=f"random rotations (n={len(values) - 1})",
+        )
     left.set_xticks(x, cats, rotation=30)
     left.set_ylabel("unique detectors")
     left.set_title("Axis alignment: rotation of the filter space")
@@ -170,14 +240,28 @@ def plot_alignment(rotations: Table, pca: Table, concepts, store, path) -> None:
 def run_alignment(ctx, concepts, store, out_dir, params) -> dict:
     """The rotation and PCA tests into `out_dir` (CSV + PNG); returns the summary numbers."""
     kw = ctx.dissect
-    rotations = rotation_test(ctx, concepts, store, list(params.get("seeds", [0, 1, 2])),
-                              probe=bool(params.get("probe", True)), **kw)
+    rotations = rotation_test(
+        ctx,
+        concepts,
+        store,
+        list(params.get("seeds", [0, 1, 2])),
+        probe=bool(params.get("probe", True)),
+        **kw,
+    )
     summary = summarise_rotations(rotations)
     result = dissect(concepts, at_quantile(store, ctx.quantile), **kw)
-    pca = pca_test(concepts, store, result, int(params.get("pca_concepts", 8)), int(params.get("min_images", 5)))
+    pca = pca_test(
+        concepts,
+        store,
+        result,
+        int(params.get("pca_concepts", 8)),
+        int(params.get("min_images", 5)),
+    )
     rotations.to_csv(out_dir / "alignment_rotation.csv")
     summary.to_csv(out_dir / "alignment_rotation_summary.csv")
     pca.to_csv(out_dir / "alignment_pca.csv")
     plot_alignment(rotations, pca, concepts, store, out_dir / "alignment.png")
-    return {row[0]: {"original": row[1], "rotated_mean": row[2], "rotated_std": row[3]} for row in summary.rows}
-
+    return {
+        row[0]: {"original": row[1], "rotated_mean": row[2], "rotated_std": row[3]}
+        for row in summary.rows
+    }

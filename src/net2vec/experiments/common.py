@@ -6,11 +6,12 @@ space, say), with its own thresholds. A source needs ``num_images``, ``num_filte
 ``map_size``, ``activations(idx)`` and ``thresholded(idx)``, which is all that
 `SegmentationDataModule` reads, so the learned all-filter probe can be trained on a view too.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -33,13 +34,21 @@ class TransformedActivations:
     Thresholds default to the exact top-τ quantile of the *transformed* values over all images.
     """
 
-    def __init__(self, store, transform: Callable[[np.ndarray], np.ndarray], quantile: float,
-                 thresholds: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        store,
+        transform: Callable[[np.ndarray], np.ndarray],
+        quantile: float,
+        thresholds: np.ndarray | None = None,
+    ) -> None:
         self.store, self.transform, self.quantile = store, transform, float(quantile)
         self.num_images, self.map_size = store.num_images, store.map_size
         self.num_filters = int(transform(store.activations([0])).shape[1])
-        self.thresholds = compute_thresholds(self, self.quantile) if thresholds is None \
+        self.thresholds = (
+            compute_thresholds(self, self.quantile)
+            if thresholds is None
             else np.asarray(thresholds, np.float32)
+        )
 
     def activations(self, idx) -> np.ndarray:
         return np.asarray(self.transform(self.store.activations(idx)), np.float32)
@@ -53,7 +62,11 @@ def compute_thresholds(source, quantile: float, chunk: int = READ_CHUNK) -> np.n
     h, w = source.map_size
     top = TopQuantile(source.num_filters, source.num_images * h * w, quantile)
     for start in range(0, source.num_images, chunk):
-        top.update(torch.from_numpy(source.activations(np.arange(start, min(start + chunk, source.num_images)))))
+        top.update(
+            torch.from_numpy(
+                source.activations(np.arange(start, min(start + chunk, source.num_images)))
+            )
+        )
     return top.compute().cpu().numpy().astype(np.float32)
 
 
@@ -67,9 +80,11 @@ def at_quantile(store, quantile: float):
 def dissect_kwargs(section: dict | None) -> dict:
     """NetDissect settings of ``experiments.dissect`` (batch size, align_corners, detector IoU)."""
     section = section or {}
-    return {"batch_size": int(section.get("batch_size", 64)),
-            "align_corners": bool(section.get("align_corners", False)),
-            "detector_iou": float(section.get("detector_iou", DETECTOR_IOU))}
+    return {
+        "batch_size": int(section.get("batch_size", 64)),
+        "align_corners": bool(section.get("align_corners", False)),
+        "detector_iou": float(section.get("detector_iou", DETECTOR_IOU)),
+    }
 
 
 def category_codes(concepts) -> tuple[np.ndarray, list[str]]:
@@ -78,9 +93,15 @@ def category_codes(concepts) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int64), [str(n) for n in names]
 
 
-def dissect(concepts, source, thresholds: np.ndarray | None = None, batch_size: int = 64,
-            align_corners: bool = False, detector_iou: float = DETECTOR_IOU,
-            batch_transform: Callable[[dict], dict] | None = None) -> NetDissectResult:
+def dissect(
+    concepts,
+    source,
+    thresholds: np.ndarray | None = None,
+    batch_size: int = 64,
+    align_corners: bool = False,
+    detector_iou: float = DETECTOR_IOU,
+    batch_transform: Callable[[dict], dict] | None = None,
+) -> NetDissectResult:
     """NetDissect of one layer over both splits (thresholds: the source's unless given).
 
     ``batch_transform`` may rewrite each raw batch (e.g. move the concept masks with the image).
@@ -90,23 +111,33 @@ def dissect(concepts, source, thresholds: np.ndarray | None = None, batch_size: 
     if batch_transform is not None:
         batches = map(batch_transform, batches)
     codes, _ = category_codes(concepts)
-    return netdissect(batches, source.thresholds if thresholds is None else thresholds, codes,
-                      concepts.mask_size, align_corners=align_corners, detector_iou=detector_iou)
+    return netdissect(
+        batches,
+        source.thresholds if thresholds is None else thresholds,
+        codes,
+        concepts.mask_size,
+        align_corners=align_corners,
+        detector_iou=detector_iou,
+    )
 
 
 def detector_counts(result: NetDissectResult, concepts) -> dict[str, int]:
     """Unique concept detectors per category name (every category present), plus totals."""
     codes, names = category_codes(concepts)
     by_code = result.unique_detectors(codes)
-    counts = {name: by_code.get(code, 0) for code, name in enumerate(names)
-              if np.asarray(concepts.pixel_level)[codes == code].any()}
+    counts = {
+        name: by_code.get(code, 0)
+        for code, name in enumerate(names)
+        if np.asarray(concepts.pixel_level)[codes == code].any()
+    }
     counts["unique"] = sum(by_code.values())
     counts["detectors"] = int(result.detector.sum())
     return counts
 
 
-def plot_detector_bars(table: Table, label: str, skip: set[str], title: str, path: Path,
-                       rotation: int = 0) -> None:
+def plot_detector_bars(
+    table: Table, label: str, skip: set[str], title: str, path: Path, rotation: int = 0
+) -> None:
     """Unique detectors per category, stacked, one bar per row of `table` (labelled by `label`);
     every column outside `skip` and `label` is a category."""
     plt = pyplot()
@@ -117,7 +148,9 @@ def plot_detector_bars(table: Table, label: str, skip: set[str], title: str, pat
         values = np.array(table[cat], float)
         ax.bar(np.arange(len(table)), values, bottom=bottom, label=cat)
         bottom += values
-    ax.set_xticks(np.arange(len(table)), table[label], rotation=rotation, ha="right" if rotation else "center")
+    ax.set_xticks(
+        np.arange(len(table)), table[label], rotation=rotation, ha="right" if rotation else "center"
+    )
     ax.set_ylabel("unique concept detectors")
     ax.set_title(title)
     ax.legend(fontsize=7)

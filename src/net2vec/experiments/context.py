@@ -5,11 +5,12 @@
 factory and the all-filter probe trainer) and hands it to every experiment, which never sees
 the config itself.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -44,6 +45,8 @@ class ExperimentContext:
     def model(self, data_root) -> torch.nn.Module:
         """The network in eval mode (SynthNet ``weights: auto``: the cached checkpoint)."""
         if not hasattr(self.network, "build"):
-            raise ExperimentError(f"network={self.network.name} has no images and no model: "
-                                  "use a real network (e.g. synthnet)")
+            raise ExperimentError(
+                f"network={self.network.name} has no images and no model: "
+                "use a real network (e.g. synthnet)"
+            )
         return self.network.build(data_root, self.cache_dir)

@@ -15,6 +15,7 @@ are. Thresholds: by default the **clean** store's T_k (``thresholds: clean``), s
 activations fall under noise loses pixels as it would at test time; ``perturbed`` uses the
 top-τ quantile of the perturbed activations instead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,13 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
-from net2vec.experiments.common import (ExperimentError, Table, detector_counts, dissect,
-                                        plot_detector_bars)
+from net2vec.experiments.common import (
+    ExperimentError,
+    Table,
+    detector_counts,
+    dissect,
+    plot_detector_bars,
+)
 
 log = logging.getLogger(__name__)
 KINDS = ("noise", "rotation", "patches")
@@ -38,8 +44,14 @@ def parse(spec: str) -> tuple[str, float]:
         amount = float(value)
     except ValueError:
         amount = float("nan")
-    if kind not in KINDS or not np.isfinite(amount) or (kind == "patches" and (amount < 1 or amount != int(amount))):
-        raise ExperimentError(f"perturbation {spec!r}: expected noise:A, rotation:DEGREES or patches:G (G ≥ 1)")
+    if (
+        kind not in KINDS
+        or not np.isfinite(amount)
+        or (kind == "patches" and (amount < 1 or amount != int(amount)))
+    ):
+        raise ExperimentError(
+            f"perturbation {spec!r}: expected noise:A, rotation:DEGREES or patches:G (G ≥ 1)"
+        )
     return kind, amount
 
 
@@ -68,7 +80,9 @@ def shuffle_patches(planes: torch.Tensor, grid: int, permutation: np.ndarray) ->
     return planes.flatten(-2)[..., index].view(planes.shape)
 
 
-def perturb_image(image: torch.Tensor, kind: str, amount: float, seed: int, row: int) -> torch.Tensor:
+def perturb_image(
+    image: torch.Tensor, kind: str, amount: float, seed: int, row: int
+) -> torch.Tensor:
     """(3, H, W) uint8 -> perturbed (3, H, W) uint8."""
     if kind == "noise":
         generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(row))
@@ -85,11 +99,17 @@ def perturb_batch(batch: dict, kind: str, amount: float, seed: int) -> dict:
         return batch
     masks = batch["masks"]
     if kind == "rotation":
-        moved = TF.rotate(masks[:, None], amount, interpolation=TF.InterpolationMode.NEAREST, fill=0)[:, 0]
+        moved = TF.rotate(
+            masks[:, None], amount, interpolation=TF.InterpolationMode.NEAREST, fill=0
+        )[:, 0]
     else:
         rows = batch["image_index"][batch["pair_image"]].tolist()
-        moved = torch.stack([shuffle_patches(m, int(amount), permutation_of(seed, r, int(amount)))
-                             for m, r in zip(masks, rows)])
+        moved = torch.stack(
+            [
+                shuffle_patches(m, int(amount), permutation_of(seed, r, int(amount)))
+                for m, r in zip(masks, rows)
+            ]
+        )
     return {**batch, "masks": moved}
 
 
@@ -113,10 +133,14 @@ def perturbed_store(ctx, concepts, perturbation: str, seed: int = 0):
     return ctx.store(concepts, transform=Perturbation(kind, amount, seed))
 
 
-def robustness_test(ctx, concepts, store, perturbations, thresholds: str = "clean", seed: int = 0) -> Table:
+def robustness_test(
+    ctx, concepts, store, perturbations, thresholds: str = "clean", seed: int = 0
+) -> Table:
     """One row per input condition (clean first): unique detectors per category and mean top IoU."""
     if thresholds not in ("clean", "perturbed"):
-        raise ExperimentError(f"experiments.robustness.thresholds={thresholds!r}: expected clean or perturbed")
+        raise ExperimentError(
+            f"experiments.robustness.thresholds={thresholds!r}: expected clean or perturbed"
+        )
     kw = ctx.dissect
     rows, header = [], None
     for spec in ["clean", *perturbations]:
@@ -126,8 +150,13 @@ def robustness_test(ctx, concepts, store, perturbations, thresholds: str = "clea
             kind, amount = parse(spec)
             source = perturbed_store(ctx, concepts, spec, seed)
             use = store.thresholds if thresholds == "clean" else source.thresholds
-            result = dissect(concepts, source, thresholds=use,
-                             batch_transform=lambda b, k=kind, a=amount: perturb_batch(b, k, a, seed), **kw)
+            result = dissect(
+                concepts,
+                source,
+                thresholds=use,
+                batch_transform=lambda b, k=kind, a=amount: perturb_batch(b, k, a, seed),
+                **kw,
+            )
         counts = detector_counts(result, concepts)
         header = header or ["condition", *counts, "mean_top_iou"]
         rows.append([spec, *counts.values(), float(result.top_iou.mean())])
@@ -137,16 +166,31 @@ def robustness_test(ctx, concepts, store, perturbations, thresholds: str = "clea
 
 def plot_robustness(table: Table, path: Path) -> None:
     """Unique detectors per category (stacked) for every input condition."""
-    plot_detector_bars(table, "condition", {"unique", "detectors", "mean_top_iou"},
-                       "Detector robustness to input perturbations", path, rotation=40)
+    plot_detector_bars(
+        table,
+        "condition",
+        {"unique", "detectors", "mean_top_iou"},
+        "Detector robustness to input perturbations",
+        path,
+        rotation=40,
+    )
 
 
 def run_robustness(ctx, concepts, store, out_dir: Path, params) -> dict:
     """The robustness table and figure into `out_dir`; returns unique detectors per condition."""
-    perturbations = [f"noise:{a}" for a in params.get("noise", [])] + \
-        [f"rotation:{d}" for d in params.get("rotation", [])] + [f"patches:{g}" for g in params.get("patches", [])]
-    table = robustness_test(ctx, concepts, store, perturbations, str(params.get("thresholds", "clean")),
-                            int(params.get("seed", 0)))
+    perturbations = (
+        [f"noise:{a}" for a in params.get("noise", [])]
+        + [f"rotation:{d}" for d in params.get("rotation", [])]
+        + [f"patches:{g}" for g in params.get("patches", [])]
+    )
+    table = robustness_test(
+        ctx,
+        concepts,
+        store,
+        perturbations,
+        str(params.get("thresholds", "clean")),
+        int(params.get("seed", 0)),
+    )
     table.to_csv(out_dir / "robustness.csv")
     plot_robustness(table, out_dir / "robustness.png")
     return dict(zip(table["condition"], table["unique"]))

@@ -1,4 +1,5 @@
 """Features: network adapters and their layers, activation stores (extracted or planted), thresholds."""
+
 from net2vec.features.extract import Extraction, extracted_store
 from net2vec.features.hooks import LayerExtractor, NetworkError
 from net2vec.features.networks import TorchvisionNetwork
@@ -6,13 +7,24 @@ from net2vec.features.planted import PlantedSource
 from net2vec.features.store import ActivationStore, ActivationStoreError
 from net2vec.features.thresholds import TopQuantile
 
-__all__ = ["ActivationStore", "ActivationStoreError", "Extraction", "extracted_store",
-           "LayerExtractor", "NetworkError", "TorchvisionNetwork", "SynthNetNetwork", "PlantedSource",
-           "TopQuantile"]
+__all__ = [
+    "ActivationStore",
+    "ActivationStoreError",
+    "Extraction",
+    "extracted_store",
+    "LayerExtractor",
+    "NetworkError",
+    "TorchvisionNetwork",
+    "SynthNetNetwork",
+    "PlantedSource",
+    "TopQuantile",
+]
 
 
 def __getattr__(name: str):
-    if name == "SynthNetNetwork":   # imported on first use: `python -m net2vec.features.synthnet` runs cleanly
+    if (
+        name == "SynthNetNetwork"
+    ):  # imported on first use: `python -m net2vec.features.synthnet` runs cleanly
         from net2vec.features.synthnet import SynthNetNetwork
 
         return SynthNetNetwork

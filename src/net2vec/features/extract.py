@@ -10,11 +10,12 @@ network adapter's ``activation_store`` calls; the store's key hashes the dataset
 the network, its weights, the layer's module path, the input size, the storage dtype, τ and
 the transform (features.store).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -25,7 +26,13 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from net2vec.features.hooks import LayerExtractor
-from net2vec.features.store import ActivationStore, ActivationStoreError, StoreBuilder, cached_store, store_file
+from net2vec.features.store import (
+    ActivationStore,
+    ActivationStoreError,
+    StoreBuilder,
+    cached_store,
+    store_file,
+)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -65,8 +72,15 @@ class ProbeImages(Dataset):
     ``transform(image, row) -> image`` (uint8 in, uint8 out) perturbs the inputs, e.g. the
     robustness experiment's noise, rotations and shuffled patches."""
 
-    def __init__(self, root: str | Path, names, size: int, transform: Callable | None = None) -> None:
-        self.root, self.names, self.size, self.transform = Path(root), list(names), int(size), transform
+    def __init__(
+        self, root: str | Path, names, size: int, transform: Callable | None = None
+    ) -> None:
+        self.root, self.names, self.size, self.transform = (
+            Path(root),
+            list(names),
+            int(size),
+            transform,
+        )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -107,43 +121,82 @@ class StoreWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.builder = builder
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ):
         index = prediction["index"].cpu()
         if not torch.equal(index, torch.arange(int(index[0]), int(index[0]) + len(index))):
             raise ActivationStoreError("prediction batches arrived out of order")
         self.builder.add(int(index[0]), prediction["acts"])
 
 
-def extract(images: Dataset, maps: torch.nn.Module, out: Path, quantile: float, extraction: Extraction,
-            attrs: dict) -> None:
+def extract(
+    images: Dataset,
+    maps: torch.nn.Module,
+    out: Path,
+    quantile: float,
+    extraction: Extraction,
+    attrs: dict,
+) -> None:
     """One predict pass of `maps` over `images` into the HDF5 file `out`; `attrs` go on the store."""
-    loader = DataLoader(images, batch_size=int(extraction.batch_size), num_workers=int(extraction.num_workers),
-                        shuffle=False)
+    loader = DataLoader(
+        images,
+        batch_size=int(extraction.batch_size),
+        num_workers=int(extraction.num_workers),
+        shuffle=False,
+    )
     with h5py.File(out, "w") as handle:
         builder = StoreBuilder(handle, len(images), quantile, extraction.dtype)
-        trainer = pl.Trainer(accelerator=extraction.accelerator, devices=1, logger=False, enable_checkpointing=False,
-                             enable_model_summary=False, enable_progress_bar=bool(extraction.progress),
-                             callbacks=[StoreWriter(builder)])
+        trainer = pl.Trainer(
+            accelerator=extraction.accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=bool(extraction.progress),
+            callbacks=[StoreWriter(builder)],
+        )
         trainer.predict(ActivationModule(maps), dataloaders=loader, return_predictions=False)
         width = handle["activations"].shape[3]
         builder.finish({**attrs, "stride": attrs["input_size"] / width})
 
 
-def store_spec(network, concepts, layer: str, quantile: float, cache_dir: str | Path, extraction: Extraction,
-               transform=None) -> dict:
+def store_spec(
+    network,
+    concepts,
+    layer: str,
+    quantile: float,
+    cache_dir: str | Path,
+    extraction: Extraction,
+    transform=None,
+) -> dict:
     """Every setting the stored values depend on (hashed into the store key)."""
     root = concepts.attrs["dataset_root"]
-    spec = {"dataset": str(root), "index_fingerprint": str(concepts.attrs.get("index_fingerprint")),
-            "network": network.name, "arch": str(getattr(network, "arch", type(network).__name__)),
-            "weights": network.weights_key(root, cache_dir), "module": network.resolve_layer(layer),
-            "input_size": int(network.input_size), "dtype": str(extraction.dtype), "quantile": float(quantile)}
+    spec = {
+        "dataset": str(root),
+        "index_fingerprint": str(concepts.attrs.get("index_fingerprint")),
+        "network": network.name,
+        "arch": str(getattr(network, "arch", type(network).__name__)),
+        "weights": network.weights_key(root, cache_dir),
+        "module": network.resolve_layer(layer),
+        "input_size": int(network.input_size),
+        "dtype": str(extraction.dtype),
+        "quantile": float(quantile),
+    }
     if transform is not None:
         spec["perturbation"] = str(transform.key)
     return spec
 
 
-def extracted_store(network, concepts, layer: str, quantile: float, cache_dir: str | Path,
-                    extraction: Extraction, transform=None) -> ActivationStore:
+def extracted_store(
+    network,
+    concepts,
+    layer: str,
+    quantile: float,
+    cache_dir: str | Path,
+    extraction: Extraction,
+    transform=None,
+) -> ActivationStore:
     """The activation store of (dataset, network, weights, layer, input size, τ[, transform]): reuse or build."""
     spec = store_spec(network, concepts, layer, quantile, cache_dir, extraction, transform)
     suffix = f"-{transform.key}" if transform is not None else ""
@@ -154,6 +207,13 @@ def extracted_store(network, concepts, layer: str, quantile: float, cache_dir: s
         images = ProbeImages(root, concepts.images, spec["input_size"], transform)
         maps = LayerMaps(network, network.build(root, cache_dir), spec["module"])
         attrs = {k: v for k, v in spec.items() if k != "quantile"}
-        extract(images, maps, tmp, spec["quantile"], extraction, {**attrs, "layer": str(layer), "key": key})
+        extract(
+            images,
+            maps,
+            tmp,
+            spec["quantile"],
+            extraction,
+            {**attrs, "layer": str(layer), "key": key},
+        )
 
     return cached_store(path, key, build)

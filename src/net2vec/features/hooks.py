@@ -4,6 +4,7 @@
 output and stops the forward pass, so later layers are never computed and later in-place
 operations cannot touch the captured tensor.
 """
+
 from __future__ import annotations
 
 import torch

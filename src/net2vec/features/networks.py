@@ -12,6 +12,7 @@ of network is one adapter class with these methods and one yaml file (docs/archi
 ``weights``: ``DEFAULT`` or a torchvision weights-enum name (fetched into the torch hub cache),
 a checkpoint path (a state dict), or ``null`` = random init seeded by ``init_seed``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,7 @@ from net2vec.features.extract import IMAGENET_MEAN, IMAGENET_STD, extracted_stor
 from net2vec.features.hooks import NetworkError
 
 log = logging.getLogger(__name__)
-HEAD_KEYS = ("fc.weight", "classifier.6.weight", "classifier.weight")   # to infer num_classes
+HEAD_KEYS = ("fc.weight", "classifier.6.weight", "classifier.weight")  # to infer num_classes
 RANDOM = ("null", "none", "random")
 
 
@@ -54,9 +55,18 @@ class TorchvisionNetwork:
 
     mean, std = IMAGENET_MEAN, IMAGENET_STD
 
-    def __init__(self, name: str, arch: str, weights: str | None = "DEFAULT", input_size: int = 224,
-                 layers: dict | None = None, channels: dict | None = None, last_layer: str | None = None,
-                 init_seed: int = 0, builder_kwargs: dict | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        arch: str,
+        weights: str | None = "DEFAULT",
+        input_size: int = 224,
+        layers: dict | None = None,
+        channels: dict | None = None,
+        last_layer: str | None = None,
+        init_seed: int = 0,
+        builder_kwargs: dict | None = None,
+    ) -> None:
         self.name, self.arch, self.weights = str(name), str(arch), weights
         self.input_size, self.init_seed = int(input_size), int(init_seed)
         self.layers = {str(k): str(v) for k, v in dict(layers or {}).items()}
@@ -68,14 +78,19 @@ class TorchvisionNetwork:
         """The untrained model (torchvision's init only for random weights)."""
         if self.arch not in torchvision.models.list_models():
             raise NetworkError(f"network.arch={self.arch!r}: not a torchvision model builder")
-        kwargs = {"aux_logits": False, "init_weights": not weights_given} \
-            if self.arch in ("googlenet", "inception_v3") else {}
+        kwargs = (
+            {"aux_logits": False, "init_weights": not weights_given}
+            if self.arch in ("googlenet", "inception_v3")
+            else {}
+        )
         kwargs.update(self.builder_kwargs)
         if num_classes:
             kwargs["num_classes"] = num_classes
         return torchvision.models.get_model(self.arch, weights=None, **kwargs)
 
-    def build(self, data_root: str | Path | None = None, cache_dir: str | Path | None = None) -> nn.Module:
+    def build(
+        self, data_root: str | Path | None = None, cache_dir: str | Path | None = None
+    ) -> nn.Module:
         """The network with its weights, in eval mode (``data_root``/``cache_dir``: unused here)."""
         if is_random(self.weights):
             with torch.random.fork_rng(devices=[]):
@@ -84,7 +99,9 @@ class TorchvisionNetwork:
         elif is_enum_name(self.weights):
             member = weights_enum(self.arch, str(self.weights))
             path = _fetch(member)
-            model = torchvision.models.get_model(self.arch, weights=None, **_enum_kwargs(self.arch, member))
+            model = torchvision.models.get_model(
+                self.arch, weights=None, **_enum_kwargs(self.arch, member)
+            )
             load_weights(model, read_checkpoint(path), str(path))
         else:
             state = read_checkpoint(self.weights)
@@ -93,7 +110,9 @@ class TorchvisionNetwork:
             load_weights(model, state, str(self.weights))
         return model.eval()
 
-    def weights_key(self, data_root: str | Path | None = None, cache_dir: str | Path | None = None) -> str:
+    def weights_key(
+        self, data_root: str | Path | None = None, cache_dir: str | Path | None = None
+    ) -> str:
         """What identifies the weights in the activation store key."""
         if is_random(self.weights):
             return f"random(init_seed={self.init_seed})"
@@ -111,19 +130,32 @@ class TorchvisionNetwork:
         """Module path of `layer`: an alias of ``layers`` or a raw dotted module path."""
         if str(layer) in self.layers:
             return self.layers[str(layer)]
-        names = [n for n, _ in model.named_modules() if n] if model is not None else self.module_names()
+        names = (
+            [n for n, _ in model.named_modules() if n] if model is not None else self.module_names()
+        )
         if str(layer) in names:
             return str(layer)
-        shown = ", ".join(names[:40]) + (f", ... ({len(names) - 40} more)" if len(names) > 40 else "")
-        raise NetworkError(f"layer={layer!r}: not an alias of network {self.name} "
-                           f"({', '.join(self.layers) or 'none'}) nor one of its modules ({shown})")
+        shown = ", ".join(names[:40]) + (
+            f", ... ({len(names) - 40} more)" if len(names) > 40 else ""
+        )
+        raise NetworkError(
+            f"layer={layer!r}: not an alias of network {self.name} "
+            f"({', '.join(self.layers) or 'none'}) nor one of its modules ({shown})"
+        )
 
     def to_maps(self, output: torch.Tensor) -> torch.Tensor:
         """A layer's output as (B, K, h, w) maps: a CNN's output already is."""
         return output
 
-    def activation_store(self, concepts, layer: str, quantile: float, cache_dir: str | Path,
-                         extraction, transform=None):
+    def activation_store(
+        self,
+        concepts,
+        layer: str,
+        quantile: float,
+        cache_dir: str | Path,
+        extraction,
+        transform=None,
+    ):
         """The cached activation store of `layer` on the concept store's images (features.extract)."""
         return extracted_store(self, concepts, layer, quantile, cache_dir, extraction, transform)
 
@@ -133,12 +165,16 @@ def weights_enum(arch: str, name: str):
     try:
         enum = torchvision.models.get_model_weights(arch)
     except (ValueError, KeyError):
-        raise NetworkError(f"network.arch={arch!r} has no torchvision weights; use network.weights=PATH") from None
+        raise NetworkError(
+            f"network.arch={arch!r} has no torchvision weights; use network.weights=PATH"
+        ) from None
     try:
         return enum[name]
     except KeyError:
         names = ", ".join(["DEFAULT"] + [m.name for m in enum])
-        raise NetworkError(f"network.weights={name!r}: {arch} offers {names}, or a checkpoint path") from None
+        raise NetworkError(
+            f"network.weights={name!r}: {arch} offers {names}, or a checkpoint path"
+        ) from None
 
 
 def cached_weights_path(weights) -> Path:
@@ -154,8 +190,10 @@ def _fetch(weights) -> Path:
             torch.hub.download_url_to_file(weights.url, str(path), progress=True)
         except Exception as error:  # offline, proxy, HTTP error: one line saying what to do
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise NetworkError(f"cannot download {weights.url} ({reason}): place that file at {path}, "
-                               f"or pass network.weights=PATH") from None
+            raise NetworkError(
+                f"cannot download {weights.url} ({reason}): place that file at {path}, "
+                f"or pass network.weights=PATH"
+            ) from None
     return path
 
 
@@ -175,7 +213,7 @@ def read_checkpoint(path: str | Path) -> dict:
         state = state.state_dict()
     if not isinstance(state, dict):
         raise NetworkError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
 def load_weights(model: nn.Module, state: dict, source: str) -> None:
@@ -187,8 +225,10 @@ def load_weights(model: nn.Module, state: dict, source: str) -> None:
         raise NetworkError(f"{source}: does not fit the network (shape of {wrong[:4]} differs)")
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise NetworkError(f"{source}: does not fit the network (missing {result.missing_keys[:4]}, "
-                           f"unexpected {result.unexpected_keys[:4]})")
+        raise NetworkError(
+            f"{source}: does not fit the network (missing {result.missing_keys[:4]}, "
+            f"unexpected {result.unexpected_keys[:4]})"
+        )
 
 
 def _enum_kwargs(arch: str, member) -> dict:

@@ -27,6 +27,7 @@ by this seeded encoding (parameters from ``conf/network/planted.yaml``):
 
 The store is streamed in blocks of images (vectorised over their pairs), so it scales to BRODEN.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,28 +43,47 @@ from net2vec.features.hooks import NetworkError
 from net2vec.features.store import ActivationStore, StoreBuilder, cached_store, store_file
 
 log = logging.getLogger(__name__)
-KEYS = ("map_size", "filters", "noise_filters", "distributed_parts", "shared_group", "kinds", "noise", "seed",
-        "categories")
+KEYS = (
+    "map_size",
+    "filters",
+    "noise_filters",
+    "distributed_parts",
+    "shared_group",
+    "kinds",
+    "noise",
+    "seed",
+    "categories",
+)
 _STR = h5py.string_dtype("utf-8")
 
 
-DEFAULTS = {"map_size": 8, "filters": 64, "noise_filters": 8, "distributed_parts": 3, "shared_group": [2, 3],
-            "kinds": ["single", "distributed", "shared"], "noise": 0.1, "seed": 0, "categories": None}
+DEFAULTS = {
+    "map_size": 8,
+    "filters": 64,
+    "noise_filters": 8,
+    "distributed_parts": 3,
+    "shared_group": [2, 3],
+    "kinds": ["single", "distributed", "shared"],
+    "noise": 0.1,
+    "seed": 0,
+    "categories": None,
+}
 
 
-def assign(num_concepts: int, params: dict, categories: np.ndarray | None = None
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def assign(
+    num_concepts: int, params: dict, categories: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(W (C, K) float32, kind (C,) str, part (K,) int) per the module docstring, steps 1-3.
 
     With ``params["categories"]`` set, concepts of other (primary) categories stay absent.
     """
     K, D = int(params["filters"]), int(params["distributed_parts"])
     rng = np.random.default_rng(int(params["seed"]))
-    free = list(rng.permutation(K)[int(params["noise_filters"]):])
+    free = list(rng.permutation(K)[int(params["noise_filters"]) :])
     weights = np.zeros((num_concepts, K), np.float32)
     kind = np.full(num_concepts, "absent", dtype=object)
     part = np.full(K, -1, np.int64)
-    shared: list = []   # [filter, group size, members]
+    shared: list = []  # [filter, group size, members]
     order = rng.permutation(num_concepts)
     if params.get("categories") is not None and categories is not None:
         order = order[np.isin(np.asarray(categories)[order], list(params["categories"]))]
@@ -98,7 +118,9 @@ def stripes(part: np.ndarray, size: int, num_parts: int) -> torch.Tensor:
     return torch.from_numpy(np.repeat(mask[:, None, :], size, axis=1).astype(np.float32))
 
 
-def planted_block(store, rows: range, weights: np.ndarray, stripe: torch.Tensor, params: dict) -> torch.Tensor:
+def planted_block(
+    store, rows: range, weights: np.ndarray, stripe: torch.Tensor, params: dict
+) -> torch.Tensor:
     """(n, K, s, s) planted activations of the images `rows` (step 4)."""
     s, K = int(params["map_size"]), weights.shape[1]
     lo, hi = rows.start, rows.stop
@@ -109,25 +131,44 @@ def planted_block(store, rows: range, weights: np.ndarray, stripe: torch.Tensor,
     pairs = pairs[np.isin(store.pair_concept[pairs], active)]
     if len(pairs):
         down = F.adaptive_avg_pool2d(torch.from_numpy(store.masks(pairs)).float()[:, None], s)[:, 0]
-        coef = torch.from_numpy(weights[store.pair_concept[pairs]])          # (P, K)
-        signal.index_add_(0, torch.from_numpy(store.pair_image[pairs] - lo).long(), coef[:, :, None, None] * down[:, None])
+        coef = torch.from_numpy(weights[store.pair_concept[pairs]])  # (P, K)
+        signal.index_add_(
+            0,
+            torch.from_numpy(store.pair_image[pairs] - lo).long(),
+            coef[:, :, None, None] * down[:, None],
+        )
     image_level = np.intersect1d(active, np.flatnonzero(~pixel))
     if len(image_level):
         present = torch.from_numpy(np.asarray(store.presence[lo:hi][:, image_level], np.float32))
         signal += (present @ torch.from_numpy(weights[image_level]))[:, :, None, None]
-    noise = np.stack([np.random.default_rng([int(params["seed"]), i]).standard_normal((K, s, s), dtype=np.float32)
-                      for i in range(lo, hi)])
+    noise = np.stack(
+        [
+            np.random.default_rng([int(params["seed"]), i]).standard_normal(
+                (K, s, s), dtype=np.float32
+            )
+            for i in range(lo, hi)
+        ]
+    )
     return torch.relu(signal * stripe + float(params["noise"]) * torch.from_numpy(noise))
 
 
-def build_planted(concept_store, params: dict, quantile: float, dtype: str, attrs: dict, out: Path,
-                  block: int = 256) -> None:
+def build_planted(
+    concept_store,
+    params: dict,
+    quantile: float,
+    dtype: str,
+    attrs: dict,
+    out: Path,
+    block: int = 256,
+) -> None:
     """Write the planted store to `out` (streaming over blocks of images)."""
     weights, kind, part = assign(concept_store.num_concepts, params, concept_store.categories)
     stripe = stripes(part, int(params["map_size"]), int(params["distributed_parts"]))
     with h5py.File(out, "w") as handle:
         builder = StoreBuilder(handle, concept_store.num_images, float(quantile), str(dtype))
-        for lo in tqdm(range(0, concept_store.num_images, block), desc="planted activations", mininterval=1):
+        for lo in tqdm(
+            range(0, concept_store.num_images, block), desc="planted activations", mininterval=1
+        ):
             rows = range(lo, min(lo + block, concept_store.num_images))
             builder.add(lo, planted_block(concept_store, rows, weights, stripe, params))
         handle["planted/weights"] = weights
@@ -145,42 +186,82 @@ class PlantedSource:
 
     arch = "planted"
 
-    def __init__(self, name: str = "planted", input_size: int = 128, layers: dict | None = None,
-                 channels: dict | None = None, last_layer: str | None = None, weights: str = "planted",
-                 **params) -> None:
+    def __init__(
+        self,
+        name: str = "planted",
+        input_size: int = 128,
+        layers: dict | None = None,
+        channels: dict | None = None,
+        last_layer: str | None = None,
+        weights: str = "planted",
+        **params,
+    ) -> None:
         unknown = sorted(set(params) - set(DEFAULTS))
         if unknown:
-            raise NetworkError(f"network=planted has no setting {unknown[0]!r}: expected {', '.join(DEFAULTS)}")
+            raise NetworkError(
+                f"network=planted has no setting {unknown[0]!r}: expected {', '.join(DEFAULTS)}"
+            )
         self.name, self.input_size, self.weights = str(name), int(input_size), weights
         self.layers = {str(k): str(v) for k, v in dict(layers or {"conv5": "planted"}).items()}
         self.channels, self.last_layer = dict(channels or {}), last_layer
         self.params = {key: params.get(key, DEFAULTS[key]) for key in DEFAULTS}
-        self.params["shared_group"], self.params["kinds"] = list(self.params["shared_group"]), list(self.params["kinds"])
+        self.params["shared_group"], self.params["kinds"] = (
+            list(self.params["shared_group"]),
+            list(self.params["kinds"]),
+        )
         if self.params["categories"] is not None:
             self.params["categories"] = list(self.params["categories"])
         if int(self.params["filters"]) <= int(self.params["noise_filters"]):
-            raise NetworkError(f"network.filters={self.params['filters']}: must exceed "
-                               f"network.noise_filters={self.params['noise_filters']}")
+            raise NetworkError(
+                f"network.filters={self.params['filters']}: must exceed "
+                f"network.noise_filters={self.params['noise_filters']}"
+            )
 
     def resolve_layer(self, layer: str) -> str:
         """The planted layer answers only to its aliases."""
         if str(layer) not in self.layers:
-            raise NetworkError(f"layer={layer!r}: network planted has only the layers {', '.join(self.layers)}")
+            raise NetworkError(
+                f"layer={layer!r}: network planted has only the layers {', '.join(self.layers)}"
+            )
         return self.layers[str(layer)]
 
-    def activation_store(self, concepts, layer: str, quantile: float, cache_dir: str | Path, extraction,
-                         transform=None) -> ActivationStore:
+    def activation_store(
+        self,
+        concepts,
+        layer: str,
+        quantile: float,
+        cache_dir: str | Path,
+        extraction,
+        transform=None,
+    ) -> ActivationStore:
         """The planted activation store of this dataset and encoding: reuse or build."""
         if transform is not None:
             raise NetworkError("network=planted has no images: input perturbations do not apply")
         self.resolve_layer(layer)
-        spec = {"dataset": str(concepts.attrs.get("dataset_root")),
-                "index_fingerprint": str(concepts.attrs.get("index_fingerprint")),
-                "network": "planted", "params": self.params, "layer": str(layer),
-                "dtype": str(extraction.dtype), "quantile": float(quantile)}
+        spec = {
+            "dataset": str(concepts.attrs.get("dataset_root")),
+            "index_fingerprint": str(concepts.attrs.get("index_fingerprint")),
+            "network": "planted",
+            "params": self.params,
+            "layer": str(layer),
+            "dtype": str(extraction.dtype),
+            "quantile": float(quantile),
+        }
         path, key = store_file(cache_dir, self.name, str(layer), spec)
-        attrs = {"network": "planted", "layer": str(layer), "module": "planted", "weights": "planted",
-                 "input_size": self.input_size, "key": key, "dataset": spec["dataset"],
-                 "index_fingerprint": spec["index_fingerprint"]}
-        return cached_store(path, key, lambda tmp: build_planted(concepts, self.params, quantile,
-                                                                 extraction.dtype, attrs, tmp))
+        attrs = {
+            "network": "planted",
+            "layer": str(layer),
+            "module": "planted",
+            "weights": "planted",
+            "input_size": self.input_size,
+            "key": key,
+            "dataset": spec["dataset"],
+            "index_fingerprint": spec["index_fingerprint"],
+        }
+        return cached_store(
+            path,
+            key,
+            lambda tmp: build_planted(
+                concepts, self.params, quantile, extraction.dtype, attrs, tmp
+            ),
+        )

@@ -11,13 +11,14 @@ Every source of activations (a network's forward pass, ``features.extract``; the
 reused only when complete and its ``key`` attribute matches; written under a temporary name, under
 a lock, at ``<cache_dir>/activations/<network>-<layer>-<key>.h5``.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -65,7 +66,7 @@ class ActivationStore:
         unique, inverse = np.unique(idx, return_inverse=True)
         data = self._file()["activations"]
         runs = np.split(unique, np.flatnonzero(np.diff(unique) > 1) + 1)
-        blocks = [data[int(run[0]):int(run[-1]) + 1] for run in runs]
+        blocks = [data[int(run[0]) : int(run[-1]) + 1] for run in runs]
         return np.concatenate(blocks).astype(np.float32, copy=False)[inverse]
 
     def thresholded(self, idx) -> np.ndarray:
@@ -93,14 +94,20 @@ class StoreBuilder:
     def __init__(self, handle: h5py.File, num_images: int, quantile: float, dtype: str) -> None:
         if dtype not in DTYPES:
             raise ActivationStoreError(f"features.dtype={dtype!r}: expected float32 or float16")
-        self.handle, self.num_images, self.quantile, self.dtype = handle, num_images, quantile, dtype
+        self.handle, self.num_images, self.quantile, self.dtype = (
+            handle,
+            num_images,
+            quantile,
+            dtype,
+        )
         self.written, self.top = 0, None
 
     def _create(self, shape: tuple[int, int, int]) -> None:
         per_image = int(np.prod(shape)) * np.dtype(DTYPES[self.dtype]).itemsize
         rows = max(1, min(self.num_images, (1 << 20) // per_image))
-        self.handle.create_dataset("activations", (self.num_images, *shape), DTYPES[self.dtype],
-                                   chunks=(rows, *shape))
+        self.handle.create_dataset(
+            "activations", (self.num_images, *shape), DTYPES[self.dtype], chunks=(rows, *shape)
+        )
         self.handle.create_dataset("pooled", (self.num_images, shape[0]), np.float32)
         self.top = TopQuantile(shape[0], self.num_images * shape[1] * shape[2], self.quantile)
 
@@ -121,7 +128,9 @@ class StoreBuilder:
         """Thresholds, attributes, and the completion flag last."""
         if self.written != self.num_images:
             raise ActivationStoreError(f"wrote {self.written} of {self.num_images} images")
-        thresholds = self.handle.create_dataset("thresholds", data=self.top.compute().cpu().numpy().astype(np.float32))
+        thresholds = self.handle.create_dataset(
+            "thresholds", data=self.top.compute().cpu().numpy().astype(np.float32)
+        )
         thresholds.attrs["quantile"] = self.quantile
         self.handle.attrs.update({k: v for k, v in attrs.items() if v is not None})
         self.handle.attrs["channels"] = self.handle["activations"].shape[1]
@@ -138,6 +147,7 @@ def store_file(cache_dir: str | Path, network: str, layer: str, spec: dict) -> t
 
 def cached_store(path: Path, key: str, build: Callable[[Path], None]) -> ActivationStore:
     """The complete store at `path` with attribute key == `key`, else build it (locked, atomic)."""
+
     def trusted() -> ActivationStore | None:
         if not path.is_file():
             return None
@@ -147,7 +157,12 @@ def cached_store(path: Path, key: str, build: Callable[[Path], None]) -> Activat
             log.warning("activation store: %s; rebuilding", error)
             return None
         if store.attrs.get("key") != key:
-            log.warning("activation store: %s has key %s, expected %s; rebuilding", path, store.attrs.get("key"), key)
+            log.warning(
+                "activation store: %s has key %s, expected %s; rebuilding",
+                path,
+                store.attrs.get("key"),
+                key,
+            )
             return None
         return store
 

@@ -15,6 +15,7 @@ once into memory as uint8. About a minute for 2000 images (12 epochs).
 ``<cache_dir>/synthnet/`` (locked, atomic): ``network=synthnet`` with ``weights: auto`` uses it.
 CLI: ``python -m net2vec.features.synthnet --data DIR --out PATH [--epochs E] [--seed S]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ INPUT_SIZE = 128
 WIDTHS = (16, 32, 64, 128, 128)
 STRIDES = (2, 2, 2, 2, 1)
 EPOCHS = 12
-VERSION = 2   # in the cached checkpoint's name: bump when the architecture or training changes
+VERSION = 2  # in the cached checkpoint's name: bump when the architecture or training changes
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -74,7 +75,9 @@ def load_synthnet(path: str | Path) -> SynthNet:
     """SynthNet from a checkpoint written by `train_synthnet`."""
     path = Path(path)
     if not path.is_file():
-        raise NetworkError(f"network.weights={str(path)!r}: file not found (weights: auto trains one)")
+        raise NetworkError(
+            f"network.weights={str(path)!r}: file not found (weights: auto trains one)"
+        )
     state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or "config" not in state:
         raise NetworkError(f"{path}: not a SynthNet checkpoint")
@@ -82,7 +85,9 @@ def load_synthnet(path: str | Path) -> SynthNet:
         model = SynthNet(**state["config"])
         model.load_state_dict(state["state_dict"])
     except (TypeError, RuntimeError):
-        raise NetworkError(f"{path}: a SynthNet checkpoint of another version; retrain it") from None
+        raise NetworkError(
+            f"{path}: a SynthNet checkpoint of another version; retrain it"
+        ) from None
     return model.eval()
 
 
@@ -118,7 +123,9 @@ def single_thread():
         torch.set_num_threads(threads)
 
 
-def _loss(model: SynthNet, x: torch.Tensor, scene: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+def _loss(
+    model: SynthNet, x: torch.Tensor, scene: torch.Tensor, presence: torch.Tensor
+) -> torch.Tensor:
     """Multi-label BCE on concept presence + softmax cross-entropy on the scene (when labelled)."""
     scene_logits, presence_logits = model(x)
     loss = F.binary_cross_entropy_with_logits(presence_logits, presence)
@@ -127,12 +134,22 @@ def _loss(model: SynthNet, x: torch.Tensor, scene: torch.Tensor, presence: torch
     return loss
 
 
-def _fit(model: SynthNet, images: torch.Tensor, scene: torch.Tensor, presence: torch.Tensor,
-         epochs: int, seed: int, batch_size: int, lr: float) -> None:
+def _fit(
+    model: SynthNet,
+    images: torch.Tensor,
+    scene: torch.Tensor,
+    presence: torch.Tensor,
+    epochs: int,
+    seed: int,
+    batch_size: int,
+    lr: float,
+) -> None:
     """Adam + cosine schedule over seeded shuffles with seeded horizontal flips."""
     n = len(images)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(epochs, 1) * -(-n // batch_size))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimiser, max(epochs, 1) * -(-n // batch_size)
+    )
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for epoch in tqdm(range(epochs), desc="training synthnet", mininterval=1):
@@ -140,10 +157,12 @@ def _fit(model: SynthNet, images: torch.Tensor, scene: torch.Tensor, presence: t
         flips = torch.rand(n, generator=generator) < 0.5
         total = 0.0
         for start in range(0, n, batch_size):
-            pick = order[start:start + batch_size]
+            pick = order[start : start + batch_size]
             x = (images[pick].float() / 255 - MEAN) / STD
             x = torch.where(flips[pick].view(-1, 1, 1, 1), x.flip(3), x)
-            loss = _loss(model, x.contiguous(memory_format=torch.channels_last), scene[pick], presence[pick])
+            loss = _loss(
+                model, x.contiguous(memory_format=torch.channels_last), scene[pick], presence[pick]
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -153,8 +172,15 @@ def _fit(model: SynthNet, images: torch.Tensor, scene: torch.Tensor, presence: t
     model.eval()
 
 
-def train_synthnet(data_root: str | Path, out_path: str | Path, epochs: int = EPOCHS, seed: int = 0,
-                   cache_dir: str | Path | None = None, batch_size: int = 32, lr: float = 2e-3) -> Path:
+def train_synthnet(
+    data_root: str | Path,
+    out_path: str | Path,
+    epochs: int = EPOCHS,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+) -> Path:
     """Train SynthNet on the train split of the dataset at `data_root`; write `out_path` atomically."""
     data_root, out_path = Path(data_root), Path(out_path)
     with tempfile.TemporaryDirectory() as scratch:
@@ -165,12 +191,27 @@ def train_synthnet(data_root: str | Path, out_path: str | Path, epochs: int = EP
         torch.manual_seed(seed)
         model = SynthNet(int(scene.max()) + 1 if (scene >= 0).any() else 1, presence.shape[1])
         model = model.to(memory_format=torch.channels_last)
-        _fit(model, images, torch.from_numpy(scene[rows]).long(), torch.from_numpy(presence[rows]),
-             epochs, seed, batch_size, lr)
+        _fit(
+            model,
+            images,
+            torch.from_numpy(scene[rows]).long(),
+            torch.from_numpy(presence[rows]),
+            epochs,
+            seed,
+            batch_size,
+            lr,
+        )
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out_path) as tmp:
-        torch.save({"config": model.config, "state_dict": state, "version": VERSION,
-                    "meta": {"data_root": str(data_root), "epochs": epochs, "seed": seed}}, tmp)
+        torch.save(
+            {
+                "config": model.config,
+                "state_dict": state,
+                "version": VERSION,
+                "meta": {"data_root": str(data_root), "epochs": epochs, "seed": seed},
+            },
+            tmp,
+        )
     return out_path
 
 
@@ -180,27 +221,46 @@ def checkpoint_path(data_root: str | Path, cache_dir: str | Path, seed: int, epo
     return Path(cache_dir) / "synthnet" / f"synthnet-v{VERSION}-{key}-s{seed}-e{epochs}.pt"
 
 
-def ensure_synthnet(data_root: str | Path, cache_dir: str | Path, seed: int = 0, epochs: int = EPOCHS) -> Path:
+def ensure_synthnet(
+    data_root: str | Path, cache_dir: str | Path, seed: int = 0, epochs: int = EPOCHS
+) -> Path:
     """Train once (locked) or reuse the cached SynthNet checkpoint of `data_root`."""
     path = checkpoint_path(data_root, cache_dir, seed, epochs)
     if not path.is_file():
         with file_lock(path):
             if not path.is_file():
-                log.info("synthnet: training on %s (%d epochs, seed %d) -> %s", data_root, epochs, seed, path)
+                log.info(
+                    "synthnet: training on %s (%d epochs, seed %d) -> %s",
+                    data_root,
+                    epochs,
+                    seed,
+                    path,
+                )
                 train_synthnet(data_root, path, epochs, seed, cache_dir)
     return path
-
 
 
 class SynthNetNetwork(TorchvisionNetwork):
     """The ``synthnet`` network adapter: ``weights: auto`` trains SynthNet once on the probe set
     (cached per dataset, seed and epochs), or a checkpoint path, or ``null`` (random init)."""
 
-    def __init__(self, name: str = "synthnet", weights: str | None = "auto", input_size: int = INPUT_SIZE,
-                 layers: dict | None = None, channels: dict | None = None, last_layer: str | None = None,
-                 init_seed: int = 0, train_seed: int = 0, epochs: int = EPOCHS, num_scenes: int = 16,
-                 num_objects: int = 32) -> None:
-        super().__init__(name, "synthnet", weights, input_size, layers, channels, last_layer, init_seed)
+    def __init__(
+        self,
+        name: str = "synthnet",
+        weights: str | None = "auto",
+        input_size: int = INPUT_SIZE,
+        layers: dict | None = None,
+        channels: dict | None = None,
+        last_layer: str | None = None,
+        init_seed: int = 0,
+        train_seed: int = 0,
+        epochs: int = EPOCHS,
+        num_scenes: int = 16,
+        num_objects: int = 32,
+    ) -> None:
+        super().__init__(
+            name, "synthnet", weights, input_size, layers, channels, last_layer, init_seed
+        )
         self.train_seed, self.epochs = int(train_seed), int(epochs)
         self.num_scenes, self.num_objects = int(num_scenes), int(num_objects)
 
@@ -211,18 +271,26 @@ class SynthNetNetwork(TorchvisionNetwork):
         if str(self.weights) != "auto":
             return None
         if data_root is None or cache_dir is None:
-            raise NetworkError("network.weights=auto: SynthNet trains on the probe set; "
-                               "its dataset root and cache directory are needed")
+            raise NetworkError(
+                "network.weights=auto: SynthNet trains on the probe set; "
+                "its dataset root and cache directory are needed"
+            )
         return checkpoint_path(data_root, cache_dir, self.train_seed, self.epochs)
 
-    def build(self, data_root: str | Path | None = None, cache_dir: str | Path | None = None) -> nn.Module:
+    def build(
+        self, data_root: str | Path | None = None, cache_dir: str | Path | None = None
+    ) -> nn.Module:
         if is_random(self.weights):
             return super().build()
         if self._checkpoint(data_root, cache_dir) is not None:
-            return load_synthnet(ensure_synthnet(data_root, cache_dir, self.train_seed, self.epochs))
+            return load_synthnet(
+                ensure_synthnet(data_root, cache_dir, self.train_seed, self.epochs)
+            )
         return load_synthnet(self.weights)
 
-    def weights_key(self, data_root: str | Path | None = None, cache_dir: str | Path | None = None) -> str:
+    def weights_key(
+        self, data_root: str | Path | None = None, cache_dir: str | Path | None = None
+    ) -> str:
         checkpoint = None if is_random(self.weights) else self._checkpoint(data_root, cache_dir)
         if checkpoint is not None:
             return f"auto:{checkpoint.name}"

@@ -6,6 +6,7 @@ batches, only the m+1 largest values per filter are kept: each update takes ``to
 the kept values and the batch's values, filter by filter (all filters at once, batched).
 τ·n is computed exactly from τ's decimal representation, so 0.005 · 200 gives m = 1, not 2.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,10 @@ class TopQuantile:
         self.quantile = float(quantile)
         self.m = top_count(self.total, self.quantile)
         if self.m + 1 > self.total:
-            raise ValueError(f"quantile={quantile} over {self.total} values per filter: m+1 = {self.m + 1} "
-                             f"exceeds the number of values; use more images or a smaller τ")
+            raise ValueError(
+                f"quantile={quantile} over {self.total} values per filter: m+1 = {self.m + 1} "
+                f"exceeds the number of values; use more images or a smaller τ"
+            )
         self.keep = self.m + 1
         self.kept: torch.Tensor | None = None
         self.seen = 0
@@ -38,11 +41,15 @@ class TopQuantile:
     def update(self, acts: torch.Tensor) -> None:
         """Add a batch of activations (n, K, h, w) (or (n, K))."""
         if acts.shape[1] != self.num_filters:
-            raise ValueError(f"activations have {acts.shape[1]} filters, expected {self.num_filters}")
+            raise ValueError(
+                f"activations have {acts.shape[1]} filters, expected {self.num_filters}"
+            )
         values = acts.detach().float().transpose(0, 1).reshape(self.num_filters, -1)
         self.seen += values.shape[1]
         if self.seen > self.total:
-            raise ValueError(f"received {self.seen} values per filter, more than the declared {self.total}")
+            raise ValueError(
+                f"received {self.seen} values per filter, more than the declared {self.total}"
+            )
         if self.kept is not None:
             values = torch.cat([self.kept.to(values.device), values], dim=1)
         if values.shape[1] > self.keep:

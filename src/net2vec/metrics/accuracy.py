@@ -8,21 +8,28 @@ Convention: a concept with positives but no negatives (or the reverse) scores th
 a concept with neither (no valid entries) scores 0. Counts are int64 sums, so results do not
 depend on batching and reduce exactly across processes.
 """
+
 from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
 
 
-def confusion_counts(preds: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None,
-                     logits: bool = True) -> torch.Tensor:
+def confusion_counts(
+    preds: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    logits: bool = True,
+) -> torch.Tensor:
     """(4, C) int64 counts tp, fp, tn, fn of (n, C) predictions against (n, C) 0/1 labels.
 
     ``preds``: bool predictions, or scores predicted positive when logit > 0 (``logits``) or
     probability > 0.5 (otherwise). ``valid``: optional (n, C) mask of the entries to count.
     """
     if preds.shape != labels.shape or preds.dim() != 2:
-        raise ValueError(f"preds {tuple(preds.shape)} and labels {tuple(labels.shape)} must both be (n, C)")
+        raise ValueError(
+            f"preds {tuple(preds.shape)} and labels {tuple(labels.shape)} must both be (n, C)"
+        )
     if valid is not None and valid.shape != labels.shape:
         raise ValueError(f"valid mask {tuple(valid.shape)} must match labels {tuple(labels.shape)}")
     if preds.dtype == torch.bool:
@@ -38,7 +45,9 @@ def confusion_counts(preds: torch.Tensor, labels: torch.Tensor, valid: torch.Ten
     return torch.stack([tp, fp, tn, fn]).to(torch.int64)
 
 
-def balanced_from_counts(tp: torch.Tensor, fp: torch.Tensor, tn: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+def balanced_from_counts(
+    tp: torch.Tensor, fp: torch.Tensor, tn: torch.Tensor, fn: torch.Tensor
+) -> torch.Tensor:
     """(C,) float64 (TPR + TNR) / 2 from counts, with the module's convention for missing classes."""
     pos, neg = (tp + fn).double(), (tn + fp).double()
     tpr = tp.double() / pos.clamp(min=1)
@@ -46,11 +55,17 @@ def balanced_from_counts(tp: torch.Tensor, fp: torch.Tensor, tn: torch.Tensor, f
     has_pos, has_neg = pos > 0, neg > 0
     both = (tpr + tnr) / 2
     one = torch.where(has_pos, tpr, tnr)
-    return torch.where(has_pos & has_neg, both, torch.where(has_pos | has_neg, one, torch.zeros_like(both)))
+    return torch.where(
+        has_pos & has_neg, both, torch.where(has_pos | has_neg, one, torch.zeros_like(both))
+    )
 
 
-def balanced_accuracy(preds: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None,
-                      logits: bool = True) -> torch.Tensor:
+def balanced_accuracy(
+    preds: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    logits: bool = True,
+) -> torch.Tensor:
     """Functional balanced accuracy: (C,) float64 for (n, C) preds and labels (see confusion_counts)."""
     return balanced_from_counts(*confusion_counts(preds, labels, valid, logits))
 
@@ -70,9 +85,13 @@ class BalancedAccuracy(Metric):
         self.num_concepts = int(num_concepts)
         self.logits = bool(logits)
         for name in ("tp", "fp", "tn", "fn"):
-            self.add_state(name, torch.zeros(self.num_concepts, dtype=torch.int64), dist_reduce_fx="sum")
+            self.add_state(
+                name, torch.zeros(self.num_concepts, dtype=torch.int64), dist_reduce_fx="sum"
+            )
 
-    def update(self, preds: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+    def update(
+        self, preds: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> None:
         """Add a batch: preds, labels (n, C); optional (n, C) mask of the entries to count."""
         if preds.dim() != 2 or preds.shape[1] != self.num_concepts:
             raise ValueError(f"preds shape {tuple(preds.shape)}: expected (n, {self.num_concepts})")

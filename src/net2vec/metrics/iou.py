@@ -9,6 +9,7 @@ Convention: a concept whose summed union is 0 (never seen, or empty masks) score
 `SetIoU.union` tells the two cases apart. Counts are kept as int64 sums, so results do not depend
 on batching and reduce exactly across processes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,10 +18,14 @@ from torchmetrics import Metric
 
 def pair_counts(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pair |pred ∩ target| and |pred ∪ target| (int64) of (P, ...) boolean masks."""
-    pred = pred.reshape(pred.shape[0], -1 if pred.numel() else 0).bool()   # (0, …) has no -1 to infer
+    pred = pred.reshape(
+        pred.shape[0], -1 if pred.numel() else 0
+    ).bool()  # (0, …) has no -1 to infer
     target = target.reshape(target.shape[0], -1 if target.numel() else 0).bool()
     if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
+        )
     intersection = (pred & target).sum(1)
     union = (pred | target).sum(1)
     return intersection, union
@@ -29,10 +34,14 @@ def pair_counts(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor,
 def ratio(intersection: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
     """intersection / union as float64, 0 where the union is 0."""
     union = union.double()
-    return torch.where(union > 0, intersection.double() / union.clamp(min=1), torch.zeros_like(union))
+    return torch.where(
+        union > 0, intersection.double() / union.clamp(min=1), torch.zeros_like(union)
+    )
 
 
-def set_iou(pred: torch.Tensor, target: torch.Tensor, concept: torch.Tensor, num_concepts: int) -> torch.Tensor:
+def set_iou(
+    pred: torch.Tensor, target: torch.Tensor, concept: torch.Tensor, num_concepts: int
+) -> torch.Tensor:
     """Functional set IoU: (C,) float64 over pairs (pred, target (P, sh, sw) bool, concept (P,))."""
     intersection, union = pair_counts(pred, target)
     inter_sum = torch.zeros(num_concepts, dtype=torch.int64, device=intersection.device)
@@ -56,20 +65,28 @@ class SetIoU(Metric):
     def __init__(self, num_concepts: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_concepts = int(num_concepts)
-        self.add_state("intersection", torch.zeros(self.num_concepts, dtype=torch.int64), dist_reduce_fx="sum")
-        self.add_state("union", torch.zeros(self.num_concepts, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state(
+            "intersection", torch.zeros(self.num_concepts, dtype=torch.int64), dist_reduce_fx="sum"
+        )
+        self.add_state(
+            "union", torch.zeros(self.num_concepts, dtype=torch.int64), dist_reduce_fx="sum"
+        )
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, concept: torch.Tensor) -> None:
         """Add pairs: pred, target (P, sh, sw) bool; concept (P,) index in [0, C)."""
         intersection, union = pair_counts(pred, target)
         self.update_counts(concept, intersection, union)
 
-    def update_counts(self, concept: torch.Tensor, intersection: torch.Tensor, union: torch.Tensor) -> None:
+    def update_counts(
+        self, concept: torch.Tensor, intersection: torch.Tensor, union: torch.Tensor
+    ) -> None:
         """Add precomputed per-pair counts (for callers that count faster themselves)."""
         concept = concept.long()
         if len(concept) and (int(concept.min()) < 0 or int(concept.max()) >= self.num_concepts):
-            raise ValueError(f"concept index out of range [0, {self.num_concepts}): "
-                             f"{int(concept.min())}..{int(concept.max())}")
+            raise ValueError(
+                f"concept index out of range [0, {self.num_concepts}): "
+                f"{int(concept.min())}..{int(concept.max())}"
+            )
         self.intersection.index_add_(0, concept, intersection.to(torch.int64))
         self.union.index_add_(0, concept, union.to(torch.int64))
 
@@ -88,8 +105,9 @@ class PerImageIoU(Metric):
         self.add_state("concept", [], dist_reduce_fx="cat")
         self.add_state("iou", [], dist_reduce_fx="cat")
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor, concept: torch.Tensor,
-               image: torch.Tensor) -> None:
+    def update(
+        self, pred: torch.Tensor, target: torch.Tensor, concept: torch.Tensor, image: torch.Tensor
+    ) -> None:
         """Add pairs: pred, target (P, sh, sw) bool; concept (P,); image (P,) dataset rows."""
         self.image.append(image.long())
         self.concept.append(concept.long())
@@ -101,5 +119,8 @@ class PerImageIoU(Metric):
                 return values
             return torch.cat(values) if values else torch.zeros(0, dtype=dtype)
 
-        return {"image": cat(self.image, torch.int64), "concept": cat(self.concept, torch.int64),
-                "iou": cat(self.iou, torch.float64)}
+        return {
+            "image": cat(self.image, torch.int64),
+            "concept": cat(self.concept, torch.int64),
+            "iou": cat(self.iou, torch.float64),
+        }

@@ -11,10 +11,11 @@ Under DDP each of the W ranks holds a 1/W share of every batch and DDP averages 
 gradients, so the training step multiplies the summed loss by W (``ddp_loss_scale``): the update
 is the full batch's, as in one process.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -35,10 +36,16 @@ def ddp_loss_scale(module: pl.LightningModule) -> int:
 
 def head_mask(mask, heads: int, num_concepts: int, num_filters: int) -> torch.Tensor:
     """The (S, C, K) float mask (all ones when None), checked against the heads and sizes."""
-    mask = torch.ones(heads, num_concepts, num_filters) if mask is None else torch.as_tensor(mask).float()
+    mask = (
+        torch.ones(heads, num_concepts, num_filters)
+        if mask is None
+        else torch.as_tensor(mask).float()
+    )
     if tuple(mask.shape) != (heads, num_concepts, num_filters):
-        raise ValueError(f"mask shape {tuple(mask.shape)} does not match "
-                         f"({heads} heads, C={num_concepts}, K={num_filters})")
+        raise ValueError(
+            f"mask shape {tuple(mask.shape)} does not match "
+            f"({heads} heads, C={num_concepts}, K={num_filters})"
+        )
     return mask
 
 
@@ -47,14 +54,27 @@ class ConceptProbe(pl.LightningModule):
 
     metric = "score"
 
-    def setup_heads(self, num_concepts: int, num_filters: int, mask, subsets, all_filters_head: bool,
-                    seed: int, initial_weights) -> None:
+    def setup_heads(
+        self,
+        num_concepts: int,
+        num_filters: int,
+        mask,
+        subsets,
+        all_filters_head: bool,
+        seed: int,
+        initial_weights,
+    ) -> None:
         """Register ``weight`` (S, C, K) and the ``mask`` buffer; sets ``self.heads``."""
         self.heads = int(all_filters_head) + len(subsets)
         mask = head_mask(mask, self.heads, num_concepts, num_filters)
-        start = init_weights(num_concepts, num_filters, seed) if initial_weights is None \
+        start = (
+            init_weights(num_concepts, num_filters, seed)
+            if initial_weights is None
             else torch.as_tensor(initial_weights, dtype=torch.float32)
-        self.weight = torch.nn.Parameter(start.expand(self.heads, num_concepts, num_filters).clone())
+        )
+        self.weight = torch.nn.Parameter(
+            start.expand(self.heads, num_concepts, num_filters).clone()
+        )
         self.register_buffer("mask", mask)
 
     def set_factories(self, optimizer: Callable | None, scheduler: Callable | None) -> None:
@@ -79,8 +99,14 @@ class ConceptProbe(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch) * ddp_loss_scale(self)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=max(1, len(batch["image_index"])))
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=max(1, len(batch["image_index"])),
+        )
         return loss
 
     def configure_optimizers(self):

@@ -18,6 +18,7 @@ per concept, redrawn each epoch):
 Validation: balanced accuracy (TPR + TNR) / 2 per head and concept, prediction σ > 0.5.
 Under DDP the loss is multiplied by the world size, as for segmentation (``ddp_loss_scale``).
 """
+
 from __future__ import annotations
 
 import hydra
@@ -66,31 +67,61 @@ class ClassificationProbe(ConceptProbe):
 
     metric = "acc"
 
-    def __init__(self, num_concepts: int, num_filters: int, n_pos=None, n_neg=None, mask=None,
-                 subsets=(), balance: str = "weight", ref_batch_size: int = 64, optimizer=None,
-                 scheduler=default_scheduler, seed: int = 0, initial_weights=None, initial_bias=None,
-                 all_filters_head: bool = True) -> None:
+    def __init__(
+        self,
+        num_concepts: int,
+        num_filters: int,
+        n_pos=None,
+        n_neg=None,
+        mask=None,
+        subsets=(),
+        balance: str = "weight",
+        ref_batch_size: int = 64,
+        optimizer=None,
+        scheduler=default_scheduler,
+        seed: int = 0,
+        initial_weights=None,
+        initial_bias=None,
+        all_filters_head: bool = True,
+    ) -> None:
         super().__init__()
         if balance not in BALANCES:
             raise ValueError(f"balance={balance!r}: expected one of {BALANCES}")
         if balance == "weight" and (n_pos is None or n_neg is None):
             raise ValueError("balance='weight' needs the train counts n_pos and n_neg per concept")
-        self.save_hyperparameters(ignore=["n_pos", "n_neg", "mask", "optimizer", "scheduler",
-                                          "initial_weights", "initial_bias"])
-        self.setup_heads(num_concepts, num_filters, mask, subsets, all_filters_head, seed, initial_weights)
-        bias = torch.zeros(num_concepts) if initial_bias is None else torch.as_tensor(initial_bias).float()
+        self.save_hyperparameters(
+            ignore=[
+                "n_pos",
+                "n_neg",
+                "mask",
+                "optimizer",
+                "scheduler",
+                "initial_weights",
+                "initial_bias",
+            ]
+        )
+        self.setup_heads(
+            num_concepts, num_filters, mask, subsets, all_filters_head, seed, initial_weights
+        )
+        bias = (
+            torch.zeros(num_concepts)
+            if initial_bias is None
+            else torch.as_tensor(initial_bias).float()
+        )
         self.bias = torch.nn.Parameter(bias.expand(self.heads, num_concepts).clone())
         neg = negative_weights(n_pos, n_neg) if n_pos is not None else torch.ones(num_concepts)
         self.register_buffer("neg_weight", neg)
-        self.set_factories(as_factory(optimizer, default_optimizer),
-                           None if scheduler is None or scheduler is False else as_factory(scheduler, None))
+        self.set_factories(
+            as_factory(optimizer, default_optimizer),
+            None if scheduler is None or scheduler is False else as_factory(scheduler, None),
+        )
         self.accuracy = BalancedAccuracy(self.heads * num_concepts)
         self.val_acc: np.ndarray | None = None
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """(S, n, C) logits b + Σ_k w_k x_k of every head for (n, K) pooled features."""
         weights = self.effective_weights()
-        flat = features.float() @ weights.reshape(-1, weights.shape[2]).t()              # one GEMM: (n, S·C)
+        flat = features.float() @ weights.reshape(-1, weights.shape[2]).t()  # one GEMM: (n, S·C)
         return flat.view(-1, *weights.shape[:2]).transpose(0, 1) + self.bias[:, None, :]
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -109,14 +140,18 @@ class ClassificationProbe(ConceptProbe):
         """Weighted BCE summed over images, concepts and heads, / the reference batch size."""
         logits = self(batch)
         labels = batch["labels"].float()
-        total = F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits),
-                                                   self.loss_weights(batch).expand_as(logits), reduction="sum")
+        total = F.binary_cross_entropy_with_logits(
+            logits,
+            labels.expand_as(logits),
+            self.loss_weights(batch).expand_as(logits),
+            reduction="sum",
+        )
         return total / self.hparams.ref_batch_size
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch)                                              # (S, n, C)
+        logits = self(batch)  # (S, n, C)
         n = logits.shape[1]
-        preds = logits.permute(1, 0, 2).reshape(n, -1) > 0                # σ > 0.5
+        preds = logits.permute(1, 0, 2).reshape(n, -1) > 0  # σ > 0.5
         self.accuracy.update(preds, batch["labels"].repeat(1, self.heads))
 
     def on_validation_epoch_end(self) -> None:

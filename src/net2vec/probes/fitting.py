@@ -15,13 +15,14 @@ distributed sampler stays off; the probes multiply their summed loss by W (probe
 DDP's mean of the ranks' gradients is the full batch's gradient, as in one process. Only rank 0
 takes the probe cache's lock and writes the cache; the other ranks follow it.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -45,8 +46,15 @@ class Fitter:
         name: prefix of cached probe files, e.g. ``synthnet-conv5-seg``.
     """
 
-    def __init__(self, trainer: Callable[..., pl.Trainer], logger, run_dir: str | Path,
-                 cache_dir: str | Path, key: dict, name: str) -> None:
+    def __init__(
+        self,
+        trainer: Callable[..., pl.Trainer],
+        logger,
+        run_dir: str | Path,
+        cache_dir: str | Path,
+        key: dict,
+        name: str,
+    ) -> None:
         self.trainer, self.logger, self.run_dir = trainer, logger, Path(run_dir)
         self.cache_dir, self.key, self.name = Path(cache_dir), dict(key), str(name)
 
@@ -68,10 +76,20 @@ class Fitter:
         if checkpoint_dir is not None:
             # save_top_k=1 without a monitor keeps the latest epoch; named last.ckpt (PL 2.6 writes
             # save_last only after a top-k save, so save_top_k=0 + save_last=True never wrote it)
-            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1,
-                                             enable_version_counter=False))
-        return self.trainer(logger=logger if logger is not None else False, callbacks=callbacks,
-                            enable_checkpointing=checkpoint_dir is not None, use_distributed_sampler=False)
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=checkpoint_dir,
+                    filename="last",
+                    save_top_k=1,
+                    enable_version_counter=False,
+                )
+            )
+        return self.trainer(
+            logger=logger if logger is not None else False,
+            callbacks=callbacks,
+            enable_checkpointing=checkpoint_dir is not None,
+            use_distributed_sampler=False,
+        )
 
     def fit(self, module: pl.LightningModule, datamodule, name: str, **extra) -> pl.Trainer:
         """Train ``module`` (resuming from its ``last.ckpt``), then validate the final weights."""
@@ -99,7 +117,9 @@ class Fitter:
                 try:
                     state = torch.load(path, map_location="cpu")
                 except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-                    log.warning("all-filter probe cache %s is unreadable (%s); retraining", path, error)
+                    log.warning(
+                        "all-filter probe cache %s is unreadable (%s); retraining", path, error
+                    )
                     path.unlink()
             if state is not None:
                 log.info("all-filter probe from cache %s", path)

@@ -10,6 +10,7 @@ and the union counts a unit's active pixels only in images that carry labels of 
 An image carries category g when any of its (pixel-level) concepts has primary category g.
 Unit k is a detector of its top concept when that IoU exceeds 0.04.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -28,10 +29,10 @@ DETECTOR_IOU = 0.04
 class NetDissectResult:
     """(K, C) IoU matrix, each unit's top concept and IoU, and whether it is a detector."""
 
-    iou: np.ndarray            # (K, C)
-    top_concept: np.ndarray    # (K,)
-    top_iou: np.ndarray        # (K,)
-    detector: np.ndarray       # (K,) bool, top_iou > threshold
+    iou: np.ndarray  # (K, C)
+    top_concept: np.ndarray  # (K,)
+    top_iou: np.ndarray  # (K,)
+    detector: np.ndarray  # (K,) bool, top_iou > threshold
 
     def unique_detectors(self, concept_category: np.ndarray) -> dict[int, int]:
         """Number of distinct concepts detected, per category code."""
@@ -40,9 +41,16 @@ class NetDissectResult:
         return {int(c): int(n) for c, n in zip(codes, counts)}
 
 
-def _tally_chunk(acts: torch.Tensor, thresholds: torch.Tensor, masks: torch.Tensor,
-                 pair_image: torch.Tensor, pair_category: torch.Tensor, num_categories: int,
-                 mask_size: tuple[int, int], align_corners: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _tally_chunk(
+    acts: torch.Tensor,
+    thresholds: torch.Tensor,
+    masks: torch.Tensor,
+    pair_image: torch.Tensor,
+    pair_category: torch.Tensor,
+    num_categories: int,
+    mask_size: tuple[int, int],
+    align_corners: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pair intersections (P, K) and per-unit active pixels in images of each category (K, G)."""
     up = upsample(acts.float(), mask_size, align_corners).flatten(2)
     active = (up > thresholds[None, :, None]).float()
@@ -53,9 +61,15 @@ def _tally_chunk(acts: torch.Tensor, thresholds: torch.Tensor, masks: torch.Tens
     return inter.double(), units_by_category
 
 
-def netdissect(batches: Iterable[dict], thresholds: np.ndarray, concept_category: np.ndarray,
-               mask_size: tuple[int, int], align_corners: bool = False,
-               detector_iou: float = DETECTOR_IOU, chunk_bytes: int = CHUNK_BYTES) -> NetDissectResult:
+def netdissect(
+    batches: Iterable[dict],
+    thresholds: np.ndarray,
+    concept_category: np.ndarray,
+    mask_size: tuple[int, int],
+    align_corners: bool = False,
+    detector_iou: float = DETECTOR_IOU,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> NetDissectResult:
     """Dissect a layer: batches carry raw ``activations`` (n, K, h, w) plus the pair fields.
 
     thresholds: (K,) T_k; concept_category: (C,) integer code of each concept's primary category.
@@ -70,7 +84,9 @@ def netdissect(batches: Iterable[dict], thresholds: np.ndarray, concept_category
     for batch in batches:
         acts, pair_image = batch["activations"], batch["pair_image"].long()
         if acts.shape[1] != num_filters:
-            raise ValueError(f"batch activations have {acts.shape[1]} filters, expected {num_filters}")
+            raise ValueError(
+                f"batch activations have {acts.shape[1]} filters, expected {num_filters}"
+            )
         concept = batch["pair_concept"].long()
         masks = batch["masks"].float().flatten(1)
         label_area.index_add_(0, concept.cpu(), masks.sum(1).double().cpu())
@@ -80,13 +96,21 @@ def netdissect(batches: Iterable[dict], thresholds: np.ndarray, concept_category
             if not bool(selected.any()):
                 continue
             pair_inter, pair_units = _tally_chunk(
-                acts[start:start + chunk], thresholds_t.to(acts.device), masks[selected],
-                pair_image[selected] - start, category.to(acts.device)[concept[selected]],
-                num_categories, tuple(mask_size), align_corners)
+                acts[start : start + chunk],
+                thresholds_t.to(acts.device),
+                masks[selected],
+                pair_image[selected] - start,
+                category.to(acts.device)[concept[selected]],
+                num_categories,
+                tuple(mask_size),
+                align_corners,
+            )
             inter.index_add_(0, concept[selected].cpu(), pair_inter.cpu())
             units += pair_units.cpu()
     union = units[:, category] + label_area[None, :] - inter.t()
-    iou = torch.where(union > 0, inter.t() / union.clamp(min=1e-12), torch.zeros_like(union)).numpy()
+    iou = torch.where(
+        union > 0, inter.t() / union.clamp(min=1e-12), torch.zeros_like(union)
+    ).numpy()
     top = iou.argmax(1)
     top_iou = iou[np.arange(num_filters), top]
     return NetDissectResult(iou, top, top_iou, top_iou > detector_iou)

@@ -15,6 +15,7 @@ one-concept-at-a-time training. Prediction: M > 0.5, i.e. logit > 0.
 Under DDP the training step scales the loss by the world size (probes.base); metric states are
 sums, reduced over ranks.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,9 @@ from net2vec.probes.upsample import upsampling_matrices
 LOSSES = ("paper", "bce")
 
 
-def pair_maps(weights: torch.Tensor, maps: torch.Tensor, pair_image: torch.Tensor,
-              pair_concept: torch.Tensor) -> torch.Tensor:
+def pair_maps(
+    weights: torch.Tensor, maps: torch.Tensor, pair_image: torch.Tensor, pair_concept: torch.Tensor
+) -> torch.Tensor:
     """Z[s, p] = Σ_k weights[s, c_p, k] · maps[i_p, k]: (S, P, h, w), one bmm over images."""
     heads = weights.shape[0]
     n, num_filters, h, w = maps.shape
@@ -47,7 +49,7 @@ def upsample_rows(z: torch.Tensor, mask_size: tuple[int, int], align_corners: bo
     """First half of U_h Z U_wᵀ for (S, P, h, w) logits, as one GEMM: rows (S·P·sh, w) and U_wᵀ."""
     heads, pairs, h, w = z.shape
     u_h, u_w_t = upsampling_matrices(mask_size, (h, w), align_corners, z.dtype, z.device)
-    rows = u_h @ z.permute(2, 0, 1, 3).reshape(h, -1)                               # (sh, S·P·w)
+    rows = u_h @ z.permute(2, 0, 1, 3).reshape(h, -1)  # (sh, S·P·w)
     return rows.view(mask_size[0], heads * pairs, w).transpose(0, 1).reshape(-1, w), u_w_t
 
 
@@ -70,7 +72,7 @@ class PaperLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         prob, u_w_t, coef = ctx.saved_tensors
-        slope = torch.ops.aten.sigmoid_backward(coef.expand_as(prob), prob)   # σ(1−σ)·coef
+        slope = torch.ops.aten.sigmoid_backward(coef.expand_as(prob), prob)  # σ(1−σ)·coef
         return (slope.view(-1, u_w_t.shape[1]) @ u_w_t.t()).mul_(-grad), None, None, None
 
 
@@ -82,18 +84,37 @@ class SegmentationProbe(ConceptProbe):
 
     metric = "iou"
 
-    def __init__(self, num_concepts: int, num_filters: int, alpha, mask=None, subsets=(),
-                 loss: str = "paper", bias: bool = False, align_corners: bool = True,
-                 ref_batch_size: int = 64, optimizer=None, scheduler=None, seed: int = 0,
-                 initial_weights=None, all_filters_head: bool = True) -> None:
+    def __init__(
+        self,
+        num_concepts: int,
+        num_filters: int,
+        alpha,
+        mask=None,
+        subsets=(),
+        loss: str = "paper",
+        bias: bool = False,
+        align_corners: bool = True,
+        ref_batch_size: int = 64,
+        optimizer=None,
+        scheduler=None,
+        seed: int = 0,
+        initial_weights=None,
+        all_filters_head: bool = True,
+    ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r}: expected one of {LOSSES}")
-        self.save_hyperparameters(ignore=["alpha", "mask", "optimizer", "scheduler", "initial_weights"])
-        self.setup_heads(num_concepts, num_filters, mask, subsets, all_filters_head, seed, initial_weights)
+        self.save_hyperparameters(
+            ignore=["alpha", "mask", "optimizer", "scheduler", "initial_weights"]
+        )
+        self.setup_heads(
+            num_concepts, num_filters, mask, subsets, all_filters_head, seed, initial_weights
+        )
         self.bias = torch.nn.Parameter(torch.zeros(self.heads, num_concepts)) if bias else None
         self.register_buffer("alpha", torch.as_tensor(np.asarray(alpha), dtype=torch.float32))
-        self.set_factories(optimizer or functools.partial(torch.optim.SGD, lr=1e-4, momentum=0.9), scheduler)
+        self.set_factories(
+            optimizer or functools.partial(torch.optim.SGD, lr=1e-4, momentum=0.9), scheduler
+        )
         self.set_iou = SetIoU(self.heads * num_concepts)
         self.per_image = PerImageIoU()
         self.val_iou = self.val_union = None
@@ -110,7 +131,9 @@ class SegmentationProbe(ConceptProbe):
     def forward(self, batch: dict) -> torch.Tensor:
         """Logits S(Z) of every head for every pair: (S, P, sh, sw)."""
         masks = batch["masks"]
-        rows, u_w_t = upsample_rows(self.layer_logits(batch), tuple(masks.shape[-2:]), self.hparams.align_corners)
+        rows, u_w_t = upsample_rows(
+            self.layer_logits(batch), tuple(masks.shape[-2:]), self.hparams.align_corners
+        )
         return (rows @ u_w_t).view(self.heads, *masks.shape)
 
     def loss(self, batch: dict) -> torch.Tensor:
@@ -118,10 +141,11 @@ class SegmentationProbe(ConceptProbe):
         masks = batch["masks"].float()
         if masks.shape[0] == 0:  # no pairs in this batch: nothing to learn, keep the graph
             return self.weight.sum() * 0.0
-        beta = 1.0 - self.alpha[batch["pair_concept"].long()]            # 1 − α per pair
+        beta = 1.0 - self.alpha[batch["pair_concept"].long()]  # 1 − α per pair
         if self.hparams.loss == "paper":
-            rows, u_w_t = upsample_rows(self.layer_logits(batch), tuple(masks.shape[-2:]),
-                                        self.hparams.align_corners)
+            rows, u_w_t = upsample_rows(
+                self.layer_logits(batch), tuple(masks.shape[-2:]), self.hparams.align_corners
+            )
             pixels = masks.shape[1] * masks.shape[2]
             const = (beta * (pixels - masks.sum((1, 2)))).sum() * self.heads  # Σ(1−α)(1−L)
             total = PaperLoss.apply(rows, u_w_t, masks - beta[:, None, None], self.heads) - const
@@ -129,27 +153,34 @@ class SegmentationProbe(ConceptProbe):
             logits = self(batch)
             weight = torch.where(masks > 0.5, 1.0 - beta[:, None, None], beta[:, None, None])
             total = F.binary_cross_entropy_with_logits(
-                logits, masks.expand_as(logits), weight.expand_as(logits), reduction="sum")
+                logits, masks.expand_as(logits), weight.expand_as(logits), reduction="sum"
+            )
         return total / self.hparams.ref_batch_size
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        if len(batch["pair_concept"]) == 0:  # typed empty state, so a DDP rank without pairs still syncs
+        if (
+            len(batch["pair_concept"]) == 0
+        ):  # typed empty state, so a DDP rank without pairs still syncs
             empty = batch["masks"] > 0.5
-            self.per_image.update(empty, empty, batch["pair_concept"].long(), batch["pair_concept"].long())
+            self.per_image.update(
+                empty, empty, batch["pair_concept"].long(), batch["pair_concept"].long()
+            )
             return
         logits = self(batch)
-        pred = logits > 0                                                  # σ > 0.5
+        pred = logits > 0  # σ > 0.5
         target = batch["masks"] > 0.5
         concept = batch["pair_concept"].long()
         num_concepts = self.hparams.num_concepts
-        index = (torch.arange(self.heads, device=concept.device)[:, None] * num_concepts + concept).flatten()
+        index = (
+            torch.arange(self.heads, device=concept.device)[:, None] * num_concepts + concept
+        ).flatten()
         self.set_iou.update(pred.flatten(0, 1), target.expand_as(pred).flatten(0, 1), index)
         image = batch["image_index"].long()[batch["pair_image"].long()]
         self.per_image.update(pred[0], target, concept, image)
 
     def on_validation_epoch_end(self) -> None:
         shape = (self.heads, self.hparams.num_concepts)
-        with self.set_iou.sync_context():                                  # summed over DDP ranks
+        with self.set_iou.sync_context():  # summed over DDP ranks
             iou = ratio(self.set_iou.intersection, self.set_iou.union).view(shape).float()
             union = self.set_iou.union.view(shape).clone()
         self.val_iou, self.val_union = iou.cpu().numpy(), union.cpu().numpy()

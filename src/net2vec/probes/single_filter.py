@@ -8,11 +8,12 @@ pair masks padded per image; |M_k(x) ∪ L_c(x)| =
 |M_k(x)| + |L_c(x)| − |M_k(x) ∩ L_c(x)|. Counts are summed into (split, concept, filter)
 accumulators, so the set IoU of every filter on train and val comes out of a single pass.
 """
+
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,11 +32,15 @@ def pair_slots(pair_image: torch.Tensor, num_images: int) -> tuple[torch.Tensor,
     order = torch.argsort(pair_image, stable=True)
     starts = torch.cumsum(counts, 0) - counts
     slot = torch.empty_like(pair_image)
-    slot[order] = torch.arange(len(pair_image), device=pair_image.device) - starts[pair_image[order]]
+    slot[order] = (
+        torch.arange(len(pair_image), device=pair_image.device) - starts[pair_image[order]]
+    )
     return slot, int(counts.max()) if len(counts) else 0
 
 
-def pair_intersections(binary: torch.Tensor, masks: torch.Tensor, pair_image: torch.Tensor) -> torch.Tensor:
+def pair_intersections(
+    binary: torch.Tensor, masks: torch.Tensor, pair_image: torch.Tensor
+) -> torch.Tensor:
     """|binary[i, k] ∩ masks[p]| for each pair p of image i = pair_image[p]: (P, K).
 
     binary: (n, K, S) float 0/1 (S = flattened pixels); masks: (P, S) float 0/1.
@@ -48,7 +53,9 @@ def pair_intersections(binary: torch.Tensor, masks: torch.Tensor, pair_image: to
     return products[pair_image, slot]
 
 
-def binary_upsampled(maps: torch.Tensor, mask_size: tuple[int, int], align_corners: bool) -> torch.Tensor:
+def binary_upsampled(
+    maps: torch.Tensor, mask_size: tuple[int, int], align_corners: bool
+) -> torch.Tensor:
     """M_k(x): (n, K, h, w) 0/1 maps -> (n, K, sh·sw) float 0/1 (upsample, then > 0.5)."""
     up = upsample(maps.float(), mask_size, align_corners)
     return binarise(up).float().flatten(2)
@@ -58,18 +65,22 @@ def binary_upsampled(maps: torch.Tensor, mask_size: tuple[int, int], align_corne
 class SingleFilterResult:
     """Per (concept, filter) set IoU on train and val; the best filter by train, scored on val."""
 
-    intersection: np.ndarray          # (2, C, K) summed |M_k ∩ L_c| per split (0 train, 1 val)
-    union: np.ndarray                 # (2, C, K) summed |M_k ∪ L_c|
-    best: np.ndarray                  # (C,) k* = argmax_k train set IoU
+    intersection: np.ndarray  # (2, C, K) summed |M_k ∩ L_c| per split (0 train, 1 val)
+    union: np.ndarray  # (2, C, K) summed |M_k ∪ L_c|
+    best: np.ndarray  # (C,) k* = argmax_k train set IoU
     per_image: dict[str, np.ndarray] = field(default_factory=dict)  # val pairs: image, concept, iou
 
     @property
     def iou_train(self) -> np.ndarray:
-        return ratio(torch.from_numpy(self.intersection[0]), torch.from_numpy(self.union[0])).numpy()
+        return ratio(
+            torch.from_numpy(self.intersection[0]), torch.from_numpy(self.union[0])
+        ).numpy()
 
     @property
     def iou_val(self) -> np.ndarray:
-        return ratio(torch.from_numpy(self.intersection[1]), torch.from_numpy(self.union[1])).numpy()
+        return ratio(
+            torch.from_numpy(self.intersection[1]), torch.from_numpy(self.union[1])
+        ).numpy()
 
     @property
     def best_iou_train(self) -> np.ndarray:
@@ -80,8 +91,15 @@ class SingleFilterResult:
         return np.take_along_axis(self.iou_val, self.best[:, None], 1)[:, 0]
 
 
-def _accumulate(batch: dict, split: torch.Tensor, inter_acc: torch.Tensor, union_acc: torch.Tensor,
-                mask_size: tuple[int, int], align_corners: bool, chunk_bytes: int) -> None:
+def _accumulate(
+    batch: dict,
+    split: torch.Tensor,
+    inter_acc: torch.Tensor,
+    union_acc: torch.Tensor,
+    mask_size: tuple[int, int],
+    align_corners: bool,
+    chunk_bytes: int,
+) -> None:
     maps, pair_image = batch["maps"], batch["pair_image"].long()
     n, num_filters = maps.shape[:2]
     masks = batch["masks"].float().flatten(1)
@@ -103,8 +121,13 @@ def _accumulate(batch: dict, split: torch.Tensor, inter_acc: torch.Tensor, union
         union_acc.index_add_(0, row[selected], union)
 
 
-def _per_image_best(batches: Iterable[dict], split: torch.Tensor, best: torch.Tensor,
-                    mask_size: tuple[int, int], align_corners: bool) -> dict[str, np.ndarray]:
+def _per_image_best(
+    batches: Iterable[dict],
+    split: torch.Tensor,
+    best: torch.Tensor,
+    mask_size: tuple[int, int],
+    align_corners: bool,
+) -> dict[str, np.ndarray]:
     images, concepts, ious = [], [], []
     for batch in batches:
         pair_image = batch["pair_image"].long()
@@ -123,9 +146,16 @@ def _per_image_best(batches: Iterable[dict], split: torch.Tensor, best: torch.Te
     return {"image": cat(images), "concept": cat(concepts), "iou": cat(ious)}
 
 
-def single_filter_seg(batches: Iterable[dict], num_concepts: int, num_filters: int,
-                      mask_size: tuple[int, int], split: np.ndarray, align_corners: bool = True,
-                      per_image: bool = True, chunk_bytes: int = CHUNK_BYTES) -> SingleFilterResult:
+def single_filter_seg(
+    batches: Iterable[dict],
+    num_concepts: int,
+    num_filters: int,
+    mask_size: tuple[int, int],
+    split: np.ndarray,
+    align_corners: bool = True,
+    per_image: bool = True,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> SingleFilterResult:
     """Set IoU of every filter for every concept on train and val; best filter by train.
 
     batches: segmentation batch dicts (docs/architecture.md) over images of both splits;
@@ -134,17 +164,25 @@ def single_filter_seg(batches: Iterable[dict], num_concepts: int, num_filters: i
     k*(c) on every validation pair.
     """
     if per_image and isinstance(batches, Iterator):
-        raise ValueError("single_filter_seg: per_image=True needs re-iterable batches (a DataLoader or list)")
+        raise ValueError(
+            "single_filter_seg: per_image=True needs re-iterable batches (a DataLoader or list)"
+        )
     split_t = torch.as_tensor(np.asarray(split), dtype=torch.long)
     inter_acc = union_acc = None
     for batch in batches:
         if inter_acc is None:
             device = batch["maps"].device
-            inter_acc = torch.zeros(2 * num_concepts, num_filters, dtype=torch.float64, device=device)
+            inter_acc = torch.zeros(
+                2 * num_concepts, num_filters, dtype=torch.float64, device=device
+            )
             union_acc = torch.zeros_like(inter_acc)
         if batch["maps"].shape[1] != num_filters:
-            raise ValueError(f"batch maps have {batch['maps'].shape[1]} filters, expected {num_filters}")
-        _accumulate(batch, split_t, inter_acc, union_acc, tuple(mask_size), align_corners, chunk_bytes)
+            raise ValueError(
+                f"batch maps have {batch['maps'].shape[1]} filters, expected {num_filters}"
+            )
+        _accumulate(
+            batch, split_t, inter_acc, union_acc, tuple(mask_size), align_corners, chunk_bytes
+        )
     if inter_acc is None:
         raise ValueError("single_filter_seg: no batches")
     inter = inter_acc.view(2, num_concepts, num_filters).cpu()

@@ -2,6 +2,7 @@
 
 Heads are stacked: head 0 uses all filters, head s ≥ 1 the subset F = subsets[s-1].
 """
+
 from __future__ import annotations
 
 import numpy as np

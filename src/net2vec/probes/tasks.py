@@ -8,17 +8,18 @@ probe (cached), then every top-F subset at once (one head per F, masks from the 
 and gather a :class:`net2vec.outputs.ProbeOutcome`. Subclasses fill in the steps that differ.
 A new task is one subclass (or any class with ``name``, ``metric`` and ``run``) and one yaml file.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from net2vec.config import check_subsets
 from net2vec.outputs import ProbeOutcome
 from net2vec.probes.fitting import Fitter
 from net2vec.probes.single_filter import single_filter_seg
-from net2vec.config import check_subsets
 from net2vec.probes.subsets import subset_masks, top_filters
 
 
@@ -27,7 +28,9 @@ class ProbeTask:
 
     metric = "score"
 
-    def __init__(self, name: str, datamodule: Callable, module: Callable, default_subsets=(), **settings) -> None:
+    def __init__(
+        self, name: str, datamodule: Callable, module: Callable, default_subsets=(), **settings
+    ) -> None:
         self.name, self.datamodule, self.module = str(name), datamodule, module
         self.default_subsets, self.settings = list(default_subsets), settings
 
@@ -45,7 +48,9 @@ class ProbeTask:
         parts = {}
         if sizes:
             with timer("probe_subsets"):
-                subset_probe = self.probe(datamodule, num_filters, sizes, mask=subset_masks(weights, sizes)[1:])
+                subset_probe = self.probe(
+                    datamodule, num_filters, sizes, mask=subset_masks(weights, sizes)[1:]
+                )
                 fitter.fit(subset_probe, datamodule, "subsets", subsets=sizes)
             parts = subset_parts(subset_probe, weights, sizes)
         return self.outcome(concepts, single, probe, weights, parts, listed)
@@ -62,7 +67,9 @@ class ProbeTask:
         """The all-filter probe (no subsets) or the top-F probes (one head per F, no all-filter head)."""
         raise NotImplementedError
 
-    def outcome(self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]) -> ProbeOutcome:
+    def outcome(
+        self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]
+    ) -> ProbeOutcome:
         raise NotImplementedError
 
 
@@ -71,11 +78,21 @@ def subset_parts(module, weights_all: np.ndarray, subsets: list[int]) -> dict:
 
     ``module`` holds one head per F (in ``subsets`` order) and no all-filter head."""
     weights = module.effective_weights().detach().cpu().numpy()
-    bias = module.bias.detach().cpu().numpy() if module.bias is not None else np.zeros(weights.shape[:2])
+    bias = (
+        module.bias.detach().cpu().numpy()
+        if module.bias is not None
+        else np.zeros(weights.shape[:2])
+    )
     score_val = module.val_score()
-    return {size: {"score_val": score_val[head], "weights": weights[head].astype(np.float32),
-                   "bias": bias[head].astype(np.float32), "filters": top_filters(weights_all, size)}
-            for head, size in enumerate(subsets)}
+    return {
+        size: {
+            "score_val": score_val[head],
+            "weights": weights[head].astype(np.float32),
+            "bias": bias[head].astype(np.float32),
+            "filters": top_filters(weights_all, size),
+        }
+        for head, size in enumerate(subsets)
+    }
 
 
 class SegmentationTask(ProbeTask):
@@ -83,23 +100,46 @@ class SegmentationTask(ProbeTask):
 
     metric = "iou"
 
-    def __init__(self, name: str, datamodule: Callable, module: Callable, align_corners: bool = True,
-                 default_subsets=(), **settings) -> None:
+    def __init__(
+        self,
+        name: str,
+        datamodule: Callable,
+        module: Callable,
+        align_corners: bool = True,
+        default_subsets=(),
+        **settings,
+    ) -> None:
         super().__init__(name, datamodule, module, default_subsets, **settings)
         self.align_corners = bool(align_corners)
 
     def single_filter(self, datamodule, concepts, num_filters: int, timer):
         with timer("single_filter"):
-            batches = tqdm(datamodule.probe_dataloader(), desc="single-filter IoU", mininterval=1, leave=False)
-            return single_filter_seg(batches, concepts.num_concepts, num_filters, concepts.mask_size,
-                                     concepts.split, align_corners=self.align_corners)
+            batches = tqdm(
+                datamodule.probe_dataloader(), desc="single-filter IoU", mininterval=1, leave=False
+            )
+            return single_filter_seg(
+                batches,
+                concepts.num_concepts,
+                num_filters,
+                concepts.mask_size,
+                concepts.split,
+                align_corners=self.align_corners,
+            )
 
     def probe(self, datamodule, num_filters: int, subsets: list[int], mask=None):
         concepts = datamodule.concepts
-        return self.module(concepts.num_concepts, num_filters, concepts.alpha(), mask=mask, subsets=subsets,
-                           all_filters_head=not subsets)
+        return self.module(
+            concepts.num_concepts,
+            num_filters,
+            concepts.alpha(),
+            mask=mask,
+            subsets=subsets,
+            all_filters_head=not subsets,
+        )
 
-    def outcome(self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]) -> ProbeOutcome:
+    def outcome(
+        self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]
+    ) -> ProbeOutcome:
         """Restrict everything to pixel-level concepts and gather the per-image IoUs of val pairs."""
         keep = np.flatnonzero(concepts.pixel_level)
         remap = np.full(concepts.num_concepts, -1)
@@ -109,29 +149,45 @@ class SegmentationTask(ProbeTask):
             for key in ("score_val", "weights", "bias", "filters"):
                 part[key] = part[key][keep]
         return ProbeOutcome(
-            task="seg", names=concepts.names[keep], categories=concepts.categories[keep],
-            label_numbers=concepts.label_numbers[keep], n_train=concepts.n_train[keep],
-            n_val=concepts.n_val[keep], single_filter=single.best[keep],
-            single_scores={"single_iou_train": single.best_iou_train[keep],
-                           "single_iou_val": single.best_iou_val[keep]},
-            score_val=probe.val_iou[0][keep], weights=weights[keep].astype(np.float32),
-            bias=np.zeros(len(keep), np.float32), subsets=parts,
+            task="seg",
+            names=concepts.names[keep],
+            categories=concepts.categories[keep],
+            label_numbers=concepts.label_numbers[keep],
+            n_train=concepts.n_train[keep],
+            n_val=concepts.n_val[keep],
+            single_filter=single.best[keep],
+            single_scores={
+                "single_iou_train": single.best_iou_train[keep],
+                "single_iou_val": single.best_iou_val[keep],
+            },
+            score_val=probe.val_iou[0][keep],
+            weights=weights[keep].astype(np.float32),
+            bias=np.zeros(len(keep), np.float32),
+            subsets=parts,
             filter_scores={"train": single.iou_train[keep], "val": single.iou_val[keep]},
-            per_image=per_image)
+            per_image=per_image,
+        )
 
 
 def single_vs_learned_per_image(single: dict, learned: dict, remap: np.ndarray) -> dict:
     """Align IoU_ind of the best filter and of the learned weights on the same val pairs."""
+
     def keyed(part: dict) -> dict:
-        return {(int(i), int(c)): float(v) for i, c, v in zip(part["image"], part["concept"], part["iou"])}
+        return {
+            (int(i), int(c)): float(v)
+            for i, c, v in zip(part["image"], part["concept"], part["iou"])
+        }
 
     best, all_filters = keyed(single), keyed(learned)
     pairs = sorted(set(best) & set(all_filters))
     image = np.array([p[0] for p in pairs], dtype=np.int64)
     concept = np.array([remap[p[1]] for p in pairs], dtype=np.int64)
-    return {"image": image, "concept": concept,
-            "single_iou": np.array([best[p] for p in pairs], dtype=np.float32),
-            "all_iou": np.array([all_filters[p] for p in pairs], dtype=np.float32)}
+    return {
+        "image": image,
+        "concept": concept,
+        "single_iou": np.array([best[p] for p in pairs], dtype=np.float32),
+        "all_iou": np.array([all_filters[p] for p in pairs], dtype=np.float32),
+    }
 
 
 class ClassificationTask(ProbeTask):
@@ -144,14 +200,31 @@ class ClassificationTask(ProbeTask):
         return sorted(set(listed) | {1})
 
     def probe(self, datamodule, num_filters: int, subsets: list[int], mask=None):
-        return self.module(datamodule.concepts.num_concepts, num_filters, n_pos=datamodule.n_pos,
-                           n_neg=datamodule.n_neg, mask=mask, subsets=subsets, all_filters_head=not subsets)
+        return self.module(
+            datamodule.concepts.num_concepts,
+            num_filters,
+            n_pos=datamodule.n_pos,
+            n_neg=datamodule.n_neg,
+            mask=mask,
+            subsets=subsets,
+            all_filters_head=not subsets,
+        )
 
-    def outcome(self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]) -> ProbeOutcome:
+    def outcome(
+        self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]
+    ) -> ProbeOutcome:
         single = parts[1] if 1 in listed else parts.pop(1)
         return ProbeOutcome(
-            task="cls", names=concepts.names, categories=concepts.categories,
-            label_numbers=concepts.label_numbers, n_train=concepts.n_train, n_val=concepts.n_val,
-            single_filter=single["filters"][:, 0], single_scores={"single_acc_val": single["score_val"]},
-            score_val=probe.val_acc[0], weights=weights.astype(np.float32),
-            bias=probe.bias[0].detach().cpu().numpy().astype(np.float32), subsets=parts)
+            task="cls",
+            names=concepts.names,
+            categories=concepts.categories,
+            label_numbers=concepts.label_numbers,
+            n_train=concepts.n_train,
+            n_val=concepts.n_val,
+            single_filter=single["filters"][:, 0],
+            single_scores={"single_acc_val": single["score_val"]},
+            score_val=probe.val_acc[0],
+            weights=weights.astype(np.float32),
+            bias=probe.bias[0].detach().cpu().numpy().astype(np.float32),
+            subsets=parts,
+        )

@@ -5,6 +5,7 @@ with U_h (sh×h) and U_w (sw×w) the 1-D interpolation matrices. Batched over P 
 matmuls, much cheaper than `F.interpolate` on many small maps, and it makes the linearity of
 upsampling explicit (weighting filters before or after upsampling is the same).
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,8 +13,13 @@ import functools
 import torch
 
 
-def bilinear_matrix(out_size: int, in_size: int, align_corners: bool = True,
-                    dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+def bilinear_matrix(
+    out_size: int,
+    in_size: int,
+    align_corners: bool = True,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+) -> torch.Tensor:
     """(out_size, in_size) matrix U with U @ z equal to 1-D linear interpolation of z.
 
     Follows `F.interpolate(mode="bilinear")` exactly: with ``align_corners=True`` the corner
@@ -21,7 +27,9 @@ def bilinear_matrix(out_size: int, in_size: int, align_corners: bool = True,
     (src = (i+0.5)·in/out − 0.5, clamped at 0).
     """
     if out_size < 1 or in_size < 1:
-        raise ValueError(f"bilinear_matrix: sizes must be positive, got out={out_size}, in={in_size}")
+        raise ValueError(
+            f"bilinear_matrix: sizes must be positive, got out={out_size}, in={in_size}"
+        )
     index = torch.arange(out_size, dtype=torch.float64)
     if align_corners:
         scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
@@ -39,22 +47,39 @@ def bilinear_matrix(out_size: int, in_size: int, align_corners: bool = True,
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_pair(out_hw: tuple[int, int], in_hw: tuple[int, int], align_corners: bool,
-                 dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _cached_pair(
+    out_hw: tuple[int, int],
+    in_hw: tuple[int, int],
+    align_corners: bool,
+    dtype: torch.dtype,
+    device: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     u_h = bilinear_matrix(out_hw[0], in_hw[0], align_corners, dtype, device)
     u_w_t = bilinear_matrix(out_hw[1], in_hw[1], align_corners, dtype, device).t().contiguous()
     return u_h, u_w_t
 
 
-def upsampling_matrices(out_hw: tuple[int, int], in_hw: tuple[int, int], align_corners: bool = True,
-                        dtype: torch.dtype = torch.float32, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def upsampling_matrices(
+    out_hw: tuple[int, int],
+    in_hw: tuple[int, int],
+    align_corners: bool = True,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(U_h, U_wᵀ) for upsampling in_hw → out_hw; cached per sizes, dtype and device."""
     device = str(torch.device(device) if device is not None else torch.device("cpu"))
-    return _cached_pair(tuple(int(v) for v in out_hw), tuple(int(v) for v in in_hw),
-                        bool(align_corners), dtype, device)
+    return _cached_pair(
+        tuple(int(v) for v in out_hw),
+        tuple(int(v) for v in in_hw),
+        bool(align_corners),
+        dtype,
+        device,
+    )
 
 
-def upsample(maps: torch.Tensor, out_hw: tuple[int, int], align_corners: bool = True) -> torch.Tensor:
+def upsample(
+    maps: torch.Tensor, out_hw: tuple[int, int], align_corners: bool = True
+) -> torch.Tensor:
     """Bilinear upsampling of (..., h, w) maps to (..., sh, sw) by two matmuls (U_h Z U_wᵀ)."""
     h, w = maps.shape[-2:]
     if (h, w) == tuple(out_hw):
