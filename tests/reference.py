@@ -2,7 +2,7 @@
 
 Deliberately independent of net2vec's fast path: per concept a weight vector w (K,), the logits
 Σ_k w_k A_k at layer resolution, `F.interpolate` to mask size, the sigmoid, and the loss of
-PROTOCOL §3 written out literally, −Σ[α M L + (1−α)(1−M)(1−L)] / (batch size or `norm`);
+docs/method.md §3 written out literally, −Σ[α M L + (1−α)(1−M)(1−L)] / (batch size or `norm`);
 SGD (lr 1e-4, momentum 0.9), batch 64 over X_train,c only, 30 epochs; val set IoU by NumPy.
 
 Also a small planted-like data generator (`planted_pairs`) and batch builder used by the tests

@@ -89,3 +89,18 @@ def test_no_function_local_imports_of_net2vec_modules():
 def test_public_names_resolve():
     for name in net2vec.__all__:
         assert getattr(net2vec, name) is not None, name
+
+
+def test_code_cites_only_documents_in_the_repository():
+    """Comments cite docs/method.md and docs/architecture.md, which a clone holds."""
+    root = SRC.parents[1]
+    cited = [
+        f"{path.relative_to(root)}:{n}"
+        for pattern in ("src/**/*.py", "tests/*.py", "conf/**/*.yaml", "*.py")
+        for path in root.glob(pattern)
+        if path.resolve() != Path(__file__).resolve()
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "PROTOCOL" in line or "DESIGN.md" in line
+    ]
+    assert not cited, f"citations of documents outside the repository: {cited}"
+    assert (root / "docs" / "method.md").is_file() and (root / "docs" / "architecture.md").is_file()

@@ -1,4 +1,4 @@
-"""Run outputs: results.csv columns per DESIGN.md, embeddings.h5 layout, summary figures; config checks."""
+"""Run outputs: results.csv columns (README, docs/architecture.md), embeddings.h5 layout, summary figures; config checks."""
 
 import csv
 import json

@@ -1,4 +1,4 @@
-"""The three files a run writes (DESIGN.md): results.csv, embeddings.h5, summary.json.
+"""The three files a run writes (docs/architecture.md): results.csv, embeddings.h5, summary.json.
 
 A :class:`ProbeOutcome` gathers what the probes of one run produced; ``write_outputs`` turns it
 into the files, and ``read_results`` / ``read_embeddings`` read them back for ``evaluate.py``.

@@ -1,4 +1,4 @@
-"""Unit ablation (Bau et al. 2020, PNAS; PROTOCOL §7): are the units tied to a class needed for it?
+"""Unit ablation (Bau et al. 2020, PNAS; docs/method.md §7): are the units tied to a class needed for it?
 
 For SynthNet's ``scene`` head (softmax over the dataset's scene concepts, in concept-store
 order) and one scene class s:

@@ -1,4 +1,4 @@
-"""Axis alignment (Bau et al. 2017, §3.2; PROTOCOL §7): are concepts aligned with single units?
+"""Axis alignment (Bau et al. 2017, §3.2; docs/method.md §7): are concepts aligned with single units?
 
 Rotation test: a seeded random orthogonal Q (QR of a K×K Gaussian, signs fixed so that Q is
 Haar-distributed) maps each position's K-vector a to Q a. Rotated activations are signed, so

@@ -1,4 +1,4 @@
-"""Detector robustness (CS 381V study of Network Dissection; PROTOCOL §7).
+"""Detector robustness (CS 381V study of Network Dissection; docs/method.md §7).
 
 The probe images are perturbed before the network sees them, the layer is re-extracted into
 its own activation store (cached, keyed by the perturbation), and NetDissect is recounted:

@@ -1,4 +1,4 @@
-"""Per-layer NetDissect summaries (PROTOCOL §7): top concepts per unit, top units per concept.
+"""Per-layer NetDissect summaries (docs/method.md §7): top concepts per unit, top units per concept.
 
 For every layer of a network (its ``layers`` aliases unless given), NetDissect gives a (K, C)
 IoU matrix; from it one long table ``layer_units.csv`` (layer, unit, rank, concept, category,

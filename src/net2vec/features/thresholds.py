@@ -1,4 +1,4 @@
-"""Exact streaming per-filter top-τ thresholds (PROTOCOL §2).
+"""Exact streaming per-filter top-τ thresholds (docs/method.md §2).
 
 With n = N·h·w values per filter and m = ⌈τ·n⌉, the threshold T_k is the (m+1)-th largest
 value of filter k, so that exactly m values exceed it when there are no ties. While streaming

@@ -1,4 +1,4 @@
-"""Balanced accuracy of concept classifiers (PROTOCOL §4).
+"""Balanced accuracy of concept classifiers (docs/method.md §4).
 
 The paper scores a classifier by its accuracy on a balanced validation set (equal positives and
 negatives); the expected value of that is the balanced accuracy (TPR + TNR) / 2, which we compute

@@ -1,4 +1,4 @@
-"""Set IoU and per-image IoU of predicted concept masks (PROTOCOL §3).
+"""Set IoU and per-image IoU of predicted concept masks (docs/method.md §3).
 
 Inputs are *pairs*: pair p is one (image, concept) with a predicted mask pred[p] and the ground
 truth target[p] (both (sh, sw) bool). Only images that contain concept c contribute to c, so

@@ -1,4 +1,4 @@
-"""Learned concept classifiers (PROTOCOL §4), batched over concepts and heads.
+"""Learned concept classifiers (docs/method.md §4), batched over concepts and heads.
 
 One weight tensor (S, C, K) and one bias (S, C): head 0 uses all K filters, head s ≥ 1 only the
 filters its fixed (S, C, K) ``mask`` allows (top-F subsets). For an image with pooled features

@@ -1,4 +1,4 @@
-"""Network Dissection (Bau et al. 2017; PROTOCOL §7), NetDissect-Lite's tally.
+"""Network Dissection (Bau et al. 2017; docs/method.md §7), NetDissect-Lite's tally.
 
 Differences from the single-filter probe of Net2Vec: the *raw* activation is upsampled to mask
 resolution first (bilinear; ``align_corners=False`` by default, like the PIL/scipy resize of

@@ -1,4 +1,4 @@
-"""Learned concept weights for segmentation (PROTOCOL §3), batched over concepts and heads.
+"""Learned concept weights for segmentation (docs/method.md §3), batched over concepts and heads.
 
 One weight tensor (S, C, K): head 0 uses all K filters, head s ≥ 1 only the filters that its
 fixed (S, C, K) ``mask`` allows (top-F subsets). For every (image, concept) pair p in a batch

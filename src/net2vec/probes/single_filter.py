@@ -1,4 +1,4 @@
-"""Best single filter per concept (PROTOCOL §3), for all (concept, filter) in one pass.
+"""Best single filter per concept (docs/method.md §3), for all (concept, filter) in one pass.
 
 M_k(x) = S(I(A_k(x) > T_k)) > 0.5: the thresholded map of filter k is upsampled bilinearly to the
 mask size and binarised (ties at exactly 0.5 count as off; see `upsample.binarise`). For each

@@ -1,4 +1,4 @@
-"""Top-F filter subsets (PROTOCOL §5): keep, per concept, the F filters of largest |w_k|.
+"""Top-F filter subsets (docs/method.md §5): keep, per concept, the F filters of largest |w_k|.
 
 Heads are stacked: head 0 uses all filters, head s ≥ 1 the subset F = subsets[s-1].
 """
