@@ -1,0 +1,273 @@
+"""Writing a BRODEN-format probe set one image at a time (the converters' common end).
+
+`write_broden(out, items, table, size, mask_size, image_labels)` streams `SourceImage` items
+(name, file, split, label planes) into ``out``: each image resized to ``size`` square, its label
+planes nearest-neighbour to ``mask_size`` and saved as BRODEN RGB PNGs (R + 256 G), one
+index.csv row per image written as it comes, and label.csv / category.csv / c_<category>.csv
+from the tallies at the end (data.broden describes the format). Memory is flat in the number of
+images. A pixel with several labels lies on several planes (`stack_planes`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from net2vec.data.broden import INDEX_COLUMNS, DatasetError
+
+SPLITS = ("train", "val")
+
+
+@dataclass
+class SourceImage:
+    """One image to convert: its output name, file, split, and a function giving its label planes
+    (int arrays of global label numbers, 0 = unlabelled, at any resolution)."""
+
+    name: str
+    path: Path
+    split: str
+    planes: Callable[[], list[np.ndarray]]
+
+
+@dataclass
+class LabelTable:
+    """Global label numbers -> name and categories (primary first), with their tallies."""
+
+    names: dict[int, str] = field(default_factory=dict)
+    categories: dict[int, list[str]] = field(default_factory=dict)
+    images: Counter = field(default_factory=Counter)  # (number, category) -> images
+    coverage: Counter = field(default_factory=Counter)  # number -> summed pixel fraction
+
+    def add(self, number: int, name: str, category: str) -> int:
+        """Register label `number` (a name seen again under another category gains it)."""
+        if not 0 < int(number) < 1 << 16:
+            raise DatasetError(f"label {name!r}: number {number} outside 1..65535")
+        if number in self.names and self.names[number] != name:
+            raise DatasetError(
+                f"label number {number} names both {self.names[number]!r} and {name!r}"
+            )
+        self.names[number] = name
+        cats = self.categories.setdefault(number, [])
+        if category not in cats:
+            cats.append(category)
+        return number
+
+    def number_of(self, name: str, category: str) -> int:
+        """The label called `name` (adding `category` to it), or a new number for it."""
+        found = next((n for n, known in self.names.items() if known == name), None)
+        return self.add(found or max(self.names, default=0) + 1, name, category)
+
+
+def split_argument(text: str) -> tuple[str | None, str]:
+    """``train=PATH`` -> ('train', PATH); a plain PATH -> (None, PATH)."""
+    head, sep, tail = text.partition("=")
+    return (head, tail) if sep and head in SPLITS else (None, text)
+
+
+def val_names(names: Iterable[str], fraction: float) -> set[str]:
+    """The round(fraction * N) names with the smallest SHA-256 (at least one when 0 < fraction)."""
+    if not 0.0 <= fraction < 1.0:
+        raise DatasetError(f"--val-fraction={fraction}: expected a value in [0, 1)")
+    names = sorted(set(names), key=lambda name: hashlib.sha256(name.encode()).hexdigest())
+    count = min(len(names) - 1, max(1 if fraction > 0 else 0, round(fraction * len(names))))
+    return set(names[: max(count, 0)])
+
+
+def read_image_labels(path: Path | None, table: LabelTable) -> dict[str, list[int]]:
+    """``--image-labels`` CSV (image,label[,category]; label may be ';'-separated) -> {image: numbers}."""
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    labels: dict[str, list[int]] = defaultdict(list)
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not {"image", "label"} <= set(reader.fieldnames or []):
+            raise DatasetError(f"{path}: expected columns image,label[,category]")
+        for line, row in enumerate(reader, start=2):
+            category = (row.get("category") or "scene").strip()
+            for name in filter(None, (item.strip() for item in (row["label"] or "").split(";"))):
+                if not row["image"]:
+                    raise DatasetError(f"{path} line {line}: empty image cell")
+                labels[row["image"].strip()].append(table.number_of(name, category))
+    return dict(labels)
+
+
+def stack_planes(
+    masks: Iterable[tuple[int, np.ndarray]], shape: tuple[int, int]
+) -> list[np.ndarray]:
+    """(label, bool mask) pairs as label planes: a pixel holding another label already goes to
+    the next plane, so every label's mask is exactly the union of its pixels over the planes."""
+    planes: list[np.ndarray] = []
+    for number, mask in masks:
+        left = mask.astype(bool)
+        for plane in planes:
+            free = left & ((plane == 0) | (plane == number))
+            plane[free] = number
+            left &= ~free
+        if left.any():
+            planes.append(np.where(left, number, 0).astype(np.int32))
+    return planes or [np.zeros(shape, np.int32)]
+
+
+def resize_nearest(plane: np.ndarray, size: int) -> np.ndarray:
+    """(h, w) -> (size, size), nearest neighbour at pixel centres."""
+    rows = ((np.arange(size) + 0.5) * plane.shape[0] / size).astype(np.int64)
+    cols = ((np.arange(size) + 0.5) * plane.shape[1] / size).astype(np.int64)
+    return plane[rows][:, cols]
+
+
+def save_plane(plane: np.ndarray, path: Path) -> None:
+    """Label numbers as BRODEN's RGB PNG: R = n mod 256, G = n div 256."""
+    encoded = np.zeros((*plane.shape, 3), np.uint8)
+    encoded[..., 0], encoded[..., 1] = plane & 255, plane >> 8
+    Image.fromarray(encoded).save(path)
+
+
+class BrodenWriter:
+    """Writes images and mask planes one at a time and index.csv rows as they come."""
+
+    def __init__(self, folder: Path, size: int, mask_size: int, table: LabelTable) -> None:
+        self.folder, self.size, self.mask_size, self.table = folder, size, mask_size, table
+        (folder / "images").mkdir(parents=True)
+        self.handle = open(folder / "index.csv", "w", newline="")
+        self.rows = csv.writer(self.handle)
+        self.rows.writerow(INDEX_COLUMNS)
+        self.splits: Counter = Counter()
+        self.seen: set[str] = set()
+
+    def add(self, item: SourceImage, image_labels: list[int]) -> None:
+        """Convert one image: resized image, mask planes, one index.csv row, tallies."""
+        if item.name in self.seen:
+            raise DatasetError(f"{item.path}: a second image named {item.name!r}")
+        self.seen.add(item.name)
+        try:
+            with Image.open(item.path) as image:
+                image = image.convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"{item.path}: cannot read image ({type(error).__name__})") from None
+        stem, suffix = os.path.splitext(item.name)
+        out_name = stem + (".jpg" if suffix.lower() in (".jpg", ".jpeg") else ".png")
+        (self.folder / "images" / out_name).parent.mkdir(parents=True, exist_ok=True)
+        image.save(self.folder / "images" / out_name, quality=95)
+        files, pixels = [], Counter()
+        for k, plane in enumerate(item.planes()):
+            plane = resize_nearest(plane, self.mask_size)
+            numbers, counts = np.unique(plane[plane > 0], return_counts=True)
+            if not len(numbers):
+                continue
+            self._check(item.path, numbers)
+            pixels.update(dict(zip(numbers.tolist(), counts.tolist())))
+            files.append(f"{stem}_object{'' if k == 0 else f'_{k + 1}'}.png")
+            save_plane(plane, self.folder / "images" / files[-1])
+        for number, count in pixels.items():
+            self.table.coverage[number] += count / self.mask_size**2
+        for number in set(pixels) | set(image_labels):
+            self.table.images[number] += 1
+        self.table.coverage.update(dict.fromkeys(image_labels, 1.0))
+        self.rows.writerow(self._row(out_name, item.split, files, image_labels))
+        self.splits[item.split] += 1
+
+    def _check(self, path: Path, numbers: np.ndarray) -> None:
+        unknown = [int(n) for n in numbers if int(n) not in self.table.names]
+        if unknown:
+            raise DatasetError(f"{path}: label {unknown[0]} is not in the label list")
+
+    def _row(self, name: str, split: str, files: list[str], image_labels: list[int]) -> list:
+        scene = [n for n in image_labels if self.table.categories[n][0] != "texture"]
+        texture = [n for n in image_labels if self.table.categories[n][0] == "texture"]
+        cells = {"image": name, "split": split, "ih": self.size, "iw": self.size}
+        cells.update(sh=self.mask_size, sw=self.mask_size, object=";".join(files))
+        cells.update(scene=";".join(map(str, scene)), texture=";".join(map(str, texture)))
+        return [cells.get(column, "") for column in INDEX_COLUMNS]
+
+    def finish(self) -> None:
+        """label.csv, category.csv and c_<category>.csv from the tallies; closes index.csv."""
+        self.handle.close()
+        if not self.seen:
+            raise DatasetError("no images to convert")
+        table, by_category = self.table, defaultdict(list)
+        labels = []
+        for number in sorted(table.names):
+            count, cover = table.images[number], round(float(table.coverage[number]), 4)
+            cats = table.categories[number]
+            labels.append([number, table.names[number], ";".join(f"{c}({count})" for c in cats)])
+            labels[-1] += [count, cover, ""]
+            for c in cats:
+                by_category[c].append([number, table.names[number], count, cover])
+        write_csv(
+            self.folder / "label.csv",
+            ["number", "name", "category", "frequency", "coverage", "syns"],
+            labels,
+        )
+        rows = []
+        for c, members in by_category.items():
+            coded = [[code, *row] for code, row in enumerate(members, start=1)]
+            write_csv(
+                self.folder / f"c_{c}.csv",
+                ["code", "number", "name", "frequency", "coverage"],
+                coded,
+            )
+            rows.append([c, 1, len(coded), len(coded), sum(row[2] > 0 for row in members)])
+        write_csv(
+            self.folder / "category.csv", ["name", "first", "last", "count", "frequency"], rows
+        )
+
+
+def write_csv(path: Path, header: list[str], rows: list) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_broden(
+    out: Path,
+    items: Iterable[SourceImage],
+    table: LabelTable,
+    size: int,
+    mask_size: int,
+    image_labels: dict[str, list[int]],
+    total: int | None = None,
+) -> Path:
+    """Stream `items` into a BRODEN-format set at `out` (built beside it, renamed when complete)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f"--out {out}: exists and is not empty; choose another folder")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        writer = BrodenWriter(tmp, int(size), int(mask_size), table)
+        try:
+            for item in tqdm(items, total=total, desc="converting", mininterval=1):
+                writer.add(item, image_labels.pop(item.name, []))
+        finally:
+            writer.handle.close()
+        if image_labels:
+            raise DatasetError(
+                f"--image-labels: image {next(iter(image_labels))!r} is not "
+                f"among the converted images"
+            )
+        writer.finish()
+        for split in SPLITS:
+            if not writer.splits[split]:
+                raise DatasetError(
+                    f"no {split} images: give a {split} source or change --val-fraction"
+                )
+        if out.exists():
+            out.rmdir()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
