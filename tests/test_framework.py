@@ -25,6 +25,7 @@ from conftest import CONF, TINY, compose_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from net2vec.analysis import evaluate
 from net2vec.cli import check_choices
 from net2vec.config import ConfigError, check_config
 from net2vec.data.concept_store import ConceptStore
@@ -32,6 +33,13 @@ from net2vec.data.datamodules import ClassificationDataModule, EpochShuffle
 from net2vec.loggers import MonotonicSteps
 from net2vec.pipeline import train
 from net2vec.probes.segmentation import init_weights
+from net2vec.run_identity import (
+    flat_config,
+    group_name,
+    report_identity,
+    run_identity,
+    swept_keys,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -135,10 +143,13 @@ def ddp_vs_one_process(tmp_path: Path, shared_cache: Path, task: str) -> dict:
         *TINY,
         *common,
         "trainer=ddp",
+        "logger=wandb",
         *paths(tmp_path / "ddp", data_dir, tmp_path / "cache-ddp", run_dir),
     )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
+    _, records = wandb_run(run_dir)  # one W&B run: rank 0's
+    assert wandb_run_info(records).config["trainer.devices"] == 2
     assert "[rank: 1]" in log and "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in log
     assert log.count("run directory:") == 1  # only rank 0 writes the run's files
     assert (
@@ -217,15 +228,34 @@ def wandb_records(path: Path):
             yield record
 
 
-def wandb_history(run_dir: Path) -> list[dict]:
-    files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+def wandb_run(directory: Path) -> tuple[Path, list]:
+    """The one offline W&B run under ``directory/wandb``: its folder and its records."""
+    files = list((directory / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1, files
+    return files[0].parent, list(wandb_records(files[0]))
+
+
+def wandb_run_info(records: list) -> SimpleNamespace:
+    """Name, group, job type, tags and config of a run, as its run record holds them."""
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    return SimpleNamespace(
+        name=run.display_name,
+        group=run.run_group,
+        job_type=run.job_type,
+        tags=list(run.tags),
+        config=config,
+    )
+
+
+def wandb_history(run_dir: Path) -> list[dict]:
+    _, records = wandb_run(run_dir)
     return [
         {
             item.key or "/".join(item.nested_key): json.loads(item.value_json)
             for item in record.history.item
         }
-        for record in wandb_records(files[0])
+        for record in records
         if record.WhichOneof("record_type") == "history"
     ]
 
@@ -267,13 +297,99 @@ def test_wandb_offline_holds_the_epoch_metrics_and_the_results_table(
     last = {key: value for h in history for key, value in h.items()}
     assert last["summary/all/all"] == pytest.approx(summary["mean_by_category"]["all"]["all"])
     rows = read_results(run_dir)
-    table_path = next(
-        (run_dir / "wandb").glob("offline-run-*/files/media/table/results_*.table.json")
-    )
+    run_files = next((run_dir / "wandb").glob("offline-run-*/files"))
+    table_path = next(run_files.glob("media/table/results_*.table.json"))
     table = json.loads(table_path.read_text())
     assert table["columns"] == list(rows[0]) and len(table["data"]) == len(rows)
     assert [str(row[0]) for row in table["data"]] == [row["concept"] for row in rows]
     assert last["results/nrows"] == len(rows) and last["results/_type"] == "table-file"
+    check_per_category_curves(history, rows)
+    check_run_identity(run_dir, summary)
+    check_plots(run_files, summary)
+
+
+def check_per_category_curves(history: list[dict], rows: list[dict]) -> None:
+    """Every validation pass logs each head's mean per category; the last pass of each fit
+    equals the per-category mean of results.csv (brute force)."""
+    categories = sorted({row["category"] for row in rows})
+    for column, metric in (("iou_val", "mean_iou"), ("iou_val_F4", "mean_iou_F4")):
+        for category in categories:
+            key = f"val_by_category/{category}/{metric}"
+            logged = [h for h in history if key in h]
+            assert [h["epoch"] for h in logged] == [0, 1, 2, 3], key  # 3 epochs + final validate
+            assert all("trainer/global_step" in h for h in logged)
+            expected = np.mean([float(r[column]) for r in rows if r["category"] == category])
+            assert logged[-1][key] == pytest.approx(expected, abs=1e-5), key
+
+
+def check_run_identity(run_dir: Path, summary: dict) -> None:
+    """The run's W&B name, group, job type, tags and flattened resolved config."""
+    from importlib.metadata import version
+
+    from net2vec import __version__
+
+    info = wandb_run_info(wandb_run(run_dir)[1])
+    assert info.name == "planted-conv5-seg" and info.job_type == "seg"
+    assert info.group == str(run_dir) == summary["config"]["group"]  # a single run: its own
+    assert info.tags == ["network:planted", "layer:conv5", "task:seg"]
+    expected = {
+        "network.name": "planted",
+        "network.weights": "planted",
+        "layer": "conv5",
+        "task.name": "seg",
+        "data.name": "synthetic",
+        "data.images": 80,
+        "probe.quantile": 0.005,
+        "probe.subsets": [1, 4],
+        "task.loss": "paper",
+        "task.optimizer._target_": "torch.optim.SGD",
+        "task.optimizer.lr": 1e-4,
+        "task.epochs": 3,
+        "task.batch_size": 16,
+        "seed": 0,
+        "versions.torch": version("torch"),
+        "versions.net2vec": __version__,
+    }
+    assert {key: info.config.get(key) for key in expected} == expected
+    store = ConceptStore(summary["stores"]["concept_store"])
+    assert info.config["data.index_fingerprint"] == store.attrs["index_fingerprint"]
+    assert info.config["stores.concepts"] == store.path.name
+    assert not any(key.startswith(("hydra.", "task.module", "logger.")) for key in info.config)
+
+
+def check_plots(run_files: Path, summary: dict) -> None:
+    """The native plots' tables: single vs all per category; the score against F per category."""
+    bars = json.loads(next(run_files.glob("media/table/plots/single_vs_all_table_*")).read_text())
+    by_category = summary["mean_by_category"]
+    expected = [[f"{c} / {p}", row[p]] for c, row in by_category.items() for p in ("single", "all")]
+    assert [[label, pytest.approx(value)] for label, value in bars["data"]] == expected
+    lines = json.loads(next(run_files.glob("media/table/plots/score_vs_F_table_*")).read_text())
+    points = {(str(key), x): y for x, key, y in lines["data"]}
+    assert len(points) == 3 * len(by_category)  # F = 1, 4 and K = 64 (all filters)
+    for category, row in by_category.items():
+        assert points[(category, 4)] == pytest.approx(row["F4"])
+        assert points[(category, 64)] == pytest.approx(row["all"])
+
+
+def test_run_identity_names_sweeps_flattens_config_and_groups_reports(tmp_path, monkeypatch):
+    overrides = ["task=seg,cls", "seed=1", "+x=range(0,3)", "layer=glob(conv*)", "a.b=[1,2]"]
+    assert swept_keys(overrides, {"network": "alexnet,vgg16"}) == {"task", "x", "layer", "network"}
+    cfg = compose_config(tmp_path, "network=planted", "probe.subsets=[1,4]")
+    flat = flat_config(cfg)
+    assert flat["task.optimizer.lr"] == cfg.task.optimizer.lr and flat["probe.subsets"] == [1, 4]
+    assert flat["task.batch_size"] == cfg.task.batch_size and flat["paths.output_dir"].endswith(
+        "run"
+    )
+    assert not [k for k in flat if k.startswith(("task.datamodule", "task.module", "logger"))]
+    assert not [k for k in flat if k.endswith("_partial_")]
+    monkeypatch.chdir(tmp_path)
+    assert group_name(tmp_path / "multirun" / "x") == "multirun/x"
+    assert group_name("/elsewhere/" + "d" * 200) == ("/elsewhere/" + "d" * 200)[-128:]
+    single = run_identity("alexnet", "conv5", "cls", tmp_path / "r", {"k": 1})  # no Hydra run
+    assert (single.name, single.group, single.job_type) == ("alexnet-conv5-cls", "r", "cls")
+    assert report_identity(["s", "s", None], "other", "out", {}).group == "s"
+    assert report_identity(["s", "t"], "sweep", "out", {}).group == "sweep"
+    assert report_identity([], None, tmp_path / "out", {}).job_type == "evaluate"
 
 
 def test_monotonic_steps_continue_a_new_fit_after_the_last_step():
@@ -291,7 +407,9 @@ def test_monotonic_steps_continue_a_new_fit_after_the_last_step():
 # --- Hydra multirun and launchers ---------------------------------------------------------------
 
 
-def test_multirun_runs_every_job_and_builds_the_shared_stores_once(tmp_path, shared_cache):
+def test_multirun_runs_every_job_and_builds_the_shared_stores_once(
+    tmp_path, shared_cache, monkeypatch
+):
     done = run_script(
         tmp_path,
         "-m",
@@ -299,6 +417,7 @@ def test_multirun_runs_every_job_and_builds_the_shared_stores_once(tmp_path, sha
         "network=planted",
         "task=seg,cls",
         "task.epochs=2",
+        "logger=wandb",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         *paths(tmp_path, shared_cache / "data", tmp_path / "cache"),
@@ -306,6 +425,7 @@ def test_multirun_runs_every_job_and_builds_the_shared_stores_once(tmp_path, sha
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     jobs = sorted((tmp_path / "multirun").glob("*-planted-conv5-*"))
     assert [job.name for job in jobs] == ["0-planted-conv5-seg", "1-planted-conv5-cls"]
+    check_sweep_on_wandb(tmp_path, jobs, monkeypatch)
     for job in jobs:
         assert {"results.csv", "embeddings.h5", "summary.json"} <= {p.name for p in job.iterdir()}
     logs = "".join((job / "train.log").read_text() for job in jobs)
@@ -321,6 +441,41 @@ def test_multirun_runs_every_job_and_builds_the_shared_stores_once(tmp_path, sha
         json.loads((job / "summary.json").read_text())["stores"]["activation_store"] for job in jobs
     }
     assert len(stores) == 1
+
+
+def check_sweep_on_wandb(tmp_path: Path, jobs: list[Path], monkeypatch) -> None:
+    """The jobs of a multirun share one W&B group (the sweep folder), are named by what the
+    sweep varies, and evaluate.py logger=wandb logs its report (tables, every figure as an
+    image) as a run of its own in that group."""
+    infos = [wandb_run_info(wandb_run(job)[1]) for job in jobs]
+    assert [(i.name, i.job_type) for i in infos] == [
+        ("planted-conv5-seg", "seg"),
+        ("planted-conv5-cls", "cls"),
+    ]
+    groups = {info.group for info in infos}
+    assert groups == {"multirun"}, groups  # the sweep folder, relative to the working directory
+    assert {info.config["sweep.overrides"] for info in infos} == {"task=seg", "task=cls"}
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "evaluate",
+            overrides=[
+                f"sweep={tmp_path / 'multirun'}",
+                "logger=wandb",
+                "tsne=false",
+                f"output_dir={tmp_path / 'report'}",
+            ],
+        )
+    report = evaluate(cfg)
+    folder, records = wandb_run(tmp_path / "report")
+    info = wandb_run_info(records)
+    assert info.group == "multirun" and info.job_type == "evaluate"  # read from the runs
+    images = sorted(
+        p.name.rsplit("_", 2)[0] for p in folder.glob("files/media/images/figures/*.png")
+    )
+    assert len(report.figures) >= 5 and images == sorted(report.figures)
+    tables = list(folder.glob("files/media/table/tables/*.table.json"))
+    assert len(tables) == len(report.tables)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Experiment loggers from the `logger` config group: wandb (offline unless logged in), csv,
-tensorboard, none; and the run-level extras logged at the end (results table, figures, embeddings)."""
+tensorboard, none; the per-category validation scores of every epoch; and the run-level extras
+logged at the end (summary by category; with W&B also tables, plots, images, see wandb_media)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import os
 from pathlib import Path
 
 import hydra
+import numpy as np
+import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from net2vec import wandb_media
+from net2vec.run_identity import RunIdentity
 
 log = logging.getLogger(__name__)
 
@@ -26,23 +32,79 @@ def wandb_logged_in() -> bool:
         return False
 
 
-def build_logger(logger_cfg: DictConfig | None):
-    """Instantiate the configured Lightning logger (config group ``logger``), or None for `logger=none`."""
+def wandb_offline(setting: bool | str = "auto") -> bool:
+    """Whether W&B logs offline: ``offline: auto`` means offline under WANDB_MODE=offline|disabled
+    or without a login. Offline is also exported as WANDB_MODE, for wandb itself."""
+    offline = setting
+    if setting == "auto":
+        offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_logged_in()
+    if offline:
+        os.environ["WANDB_MODE"] = "offline"
+    return bool(offline)
+
+
+def is_wandb(logger_cfg) -> bool:
+    """True for a `logger` config (or Lightning logger) that is W&B's."""
+    if isinstance(logger_cfg, (DictConfig, dict)):
+        return str(logger_cfg.get("_target_", "")).endswith("WandbLogger")
+    return type(logger_cfg).__name__ == "WandbLogger"
+
+
+def build_logger(logger_cfg: DictConfig | None, identity: RunIdentity | None = None):
+    """Instantiate the configured Lightning logger (config group ``logger``), or None for
+    `logger=none`. ``identity``: the run's name, group, job type, tags and flattened config; W&B
+    gets them all (unset ``name``/``group``/``job_type``/``tags`` in the config), other loggers the
+    config as hyperparameters."""
     if not logger_cfg or "_target_" not in logger_cfg:
         return None
     logger_cfg = OmegaConf.to_container(logger_cfg, resolve=True)
-    if logger_cfg["_target_"].endswith("WandbLogger"):
-        offline = logger_cfg.pop("offline", "auto")
-        if offline == "auto":
-            offline = (
-                os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_logged_in()
-            )
-        if offline:
-            os.environ["WANDB_MODE"] = "offline"
-        logger_cfg["offline"] = bool(offline)
+    if is_wandb(logger_cfg):
+        offline = wandb_offline(logger_cfg.pop("offline", "auto"))
+        logger_cfg["offline"] = offline
         Path(logger_cfg["save_dir"]).mkdir(parents=True, exist_ok=True)
-        log.info("W&B logging %s", "offline" if offline else "online")
-    return hydra.utils.instantiate(logger_cfg)
+        if identity is not None:
+            for key in ("name", "group", "job_type", "tags"):
+                if not logger_cfg.get(key):
+                    logger_cfg[key] = getattr(identity, key)
+            logger_cfg["config"] = identity.config
+        logger_cfg["_convert_"] = "all"  # plain dicts and lists for wandb.init
+        log.info(
+            "W&B logging %s, group %s", "offline" if offline else "online", logger_cfg.get("group")
+        )
+        return hydra.utils.instantiate(logger_cfg)
+    logger = hydra.utils.instantiate(logger_cfg)
+    if identity is not None:
+        logger.log_hyperparams(identity.config)
+    return logger
+
+
+class CategoryScores(pl.Callback):
+    """Logs, after every validation pass, each head's mean validation score per concept category
+    (``val_by_category/<category>/mean_iou``, ``…/mean_iou_F<F>``), at the step of the pass.
+
+    Reads the probe's (S, C) scores (``val_score()``); for segmentation only concepts with val
+    pixels count (``val_union > 0``), as in the probe's own ``val/mean_iou``."""
+
+    def __init__(self, categories) -> None:
+        self.categories = np.asarray(categories).astype(str)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        scores = pl_module.val_score()
+        if trainer.logger is None or scores is None:
+            return
+        union = getattr(pl_module, "val_union", None)
+        seen = np.ones(scores.shape, bool) if union is None else np.asarray(union) > 0
+        metrics = {}
+        for head, name in enumerate(pl_module.head_names()):
+            metric = name.split("/", 1)[1]
+            for category in sorted(set(self.categories.tolist())):
+                chosen = seen[head] & (self.categories == category)
+                if chosen.any():
+                    value = float(np.mean(scores[head][chosen]))
+                    metrics[f"val_by_category/{category}/{metric}"] = value
+        if metrics:
+            metrics["epoch"] = trainer.current_epoch
+            trainer.logger.log_metrics(metrics, step=trainer.global_step)
 
 
 class MonotonicSteps(Logger):
@@ -109,18 +171,19 @@ class MonotonicSteps(Logger):
         return getattr(self.inner, name)
 
 
-def finish_logger(logger) -> None:
-    """Close the W&B run (other loggers need nothing)."""
-    if logger is not None and type(logger).__name__ == "WandbLogger":
+def finish_logger(logger, failed: bool = False) -> None:
+    """Close the W&B run (exit code 1 when the run failed); other loggers need nothing."""
+    if logger is not None and is_wandb(logger):
         import wandb  # local: wandb is slow to import and only needed here
 
-        wandb.finish()
+        wandb.finish(exit_code=1 if failed else 0)
 
 
 def log_run_extras(
     logger, run_dir: Path, header: list[str], rows: list[list], summary: dict
 ) -> None:
-    """Log the per-concept table, the summary and the embeddings to W&B (other loggers: summary only)."""
+    """Log the summary by category (every logger) and, to W&B, the per-concept table, the summary
+    table, the plots and the embeddings (wandb_media.log_results)."""
     if logger is None:
         return
     flat = {
@@ -130,12 +193,5 @@ def log_run_extras(
     }
     flat["summary/percent_all_ge_single"] = summary["percent_all_ge_single"]
     logger.log_metrics(flat)
-    if type(logger).__name__ != "WandbLogger":
-        return
-    import wandb  # local: slow to import, and only needed with logger=wandb
-
-    logger.log_table(key="results", columns=header, data=rows)
-    artifact = wandb.Artifact(name=f"embeddings-{logger.experiment.id}", type="embeddings")
-    artifact.add_file(str(run_dir / "embeddings.h5"))
-    artifact.add_file(str(run_dir / "summary.json"))
-    logger.experiment.log_artifact(artifact)
+    if is_wandb(logger):
+        wandb_media.log_results(logger.experiment, run_dir, header, rows, summary)

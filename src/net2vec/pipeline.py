@@ -27,13 +27,21 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from net2vec import __version__
 from net2vec.config import check_config
 from net2vec.data.concept_store import ConceptStore, prepare_concept_store
 from net2vec.features.store import ActivationStore
-from net2vec.loggers import MonotonicSteps, build_logger, finish_logger, log_run_extras
+from net2vec.loggers import (
+    CategoryScores,
+    MonotonicSteps,
+    build_logger,
+    finish_logger,
+    log_run_extras,
+)
 from net2vec.memory import return_large_buffers_to_os
-from net2vec.outputs import format_summary_table, results_rows, write_outputs
+from net2vec.outputs import format_summary_table, package_versions, results_rows, write_outputs
 from net2vec.probes.fitting import Fitter
+from net2vec.run_identity import flat_config, run_identity
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +120,8 @@ def prepare_stores(cfg: DictConfig, timer: StageTimer | None = None) -> Stores:
 
 
 def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitter:
-    """The Fitter of the run: Trainer factory, logger, probe cache, and the key of its inputs."""
+    """The Fitter of the run: Trainer factory, logger (with the per-category scores of every
+    validation pass), probe cache, and the key of its inputs."""
     task = OmegaConf.to_container(cfg.task, resolve=True)
     for part in (
         "default_subsets",
@@ -131,7 +140,22 @@ def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitt
     }
     trainer = hydra.utils.instantiate(cfg.trainer, _partial_=True)
     name = f"{cfg.network.name}-{cfg.layer}-{cfg.task.name}"
-    return Fitter(trainer, logger, run_dir, cfg.paths.cache_dir, key, name)
+    callbacks = [CategoryScores(stores.concepts.categories)]
+    return Fitter(trainer, logger, run_dir, cfg.paths.cache_dir, key, name, callbacks)
+
+
+def run_config(cfg: DictConfig, stores: Stores) -> dict:
+    """The run's resolved configuration for the loggers, flattened (``task.optimizer.lr``), with
+    the stores it read, the data's fingerprint(s) and the package versions."""
+    config = flat_config(cfg)
+    config["stores.concepts"] = stores.concepts.path.name
+    config["stores.activations"] = stores.activations.path.name
+    config.update(
+        {f"data.{k}": str(v) for k, v in stores.concepts.attrs.items() if "fingerprint" in k}
+    )
+    config.update({f"versions.{k}": v for k, v in package_versions().items()})
+    config["versions.net2vec"] = __version__
+    return config
 
 
 def short_config(cfg: DictConfig) -> dict:
@@ -158,16 +182,39 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    timer = StageTimer()
-    started = time.perf_counter()
+    timer, started = StageTimer(), time.perf_counter()
     stores = prepare_stores(cfg, timer)
-    logger = build_logger(cfg.get("logger"))
-    task = hydra.utils.instantiate(cfg.task)
-    fitter = build_fitter(cfg, MonotonicSteps.wrap(logger), run_dir, stores)
-    outcome = task.run(stores.concepts, stores.activations, list(cfg.probe.subsets), fitter, timer)
-    if rank_zero_only.rank != 0:
-        return {}
-    timer.seconds["total"] = time.perf_counter() - started
+    identity = run_identity(
+        cfg.network.name, str(cfg.layer), cfg.task.name, run_dir, run_config(cfg, stores)
+    )
+    logger = build_logger(cfg.get("logger"), identity)
+    failed = True
+    try:
+        task = hydra.utils.instantiate(cfg.task)
+        fitter = build_fitter(cfg, MonotonicSteps.wrap(logger), run_dir, stores)
+        outcome = task.run(
+            stores.concepts, stores.activations, list(cfg.probe.subsets), fitter, timer
+        )
+        summary = {}
+        if rank_zero_only.rank == 0:
+            timer.seconds["total"] = time.perf_counter() - started
+            config = {**short_config(cfg), "group": identity.group}
+            summary = write_run_outputs(cfg, outcome, run_dir, stores, config, timer.seconds)
+            header, rows = results_rows(outcome)
+            log_run_extras(logger, run_dir, header, rows, summary)
+        failed = False
+    finally:
+        finish_logger(logger, failed)
+    if summary:
+        print(format_summary_table(summary))
+        print(f"run directory: {run_dir}")
+    return summary
+
+
+def write_run_outputs(
+    cfg: DictConfig, outcome, run_dir: Path, stores: Stores, config: dict, timings: dict
+) -> dict:
+    """results.csv, embeddings.h5 and summary.json of the run; returns the summary."""
     paths = {
         "concept_store": str(stores.concepts.path),
         "activation_store": str(stores.activations.path),
@@ -180,10 +227,4 @@ def train(cfg: DictConfig) -> dict:
         "quantile": float(cfg.probe.quantile),
         "weights": str(cfg.network.get("weights")),
     }
-    summary = write_outputs(outcome, run_dir, short_config(cfg), timer.seconds, paths, attrs)
-    header, rows = results_rows(outcome)
-    log_run_extras(logger, run_dir, header, rows, summary)
-    finish_logger(logger)
-    print(format_summary_table(summary))
-    print(f"run directory: {run_dir}")
-    return summary
+    return write_outputs(outcome, run_dir, config, timings, paths, attrs)

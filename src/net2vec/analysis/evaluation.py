@@ -8,7 +8,6 @@ when ``logger=wandb``.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,9 @@ from net2vec.analysis.experiment_pages import add_experiment_pages, is_experimen
 from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run, load_runs
 from net2vec.analysis.table import Table
-from net2vec.loggers import wandb_logged_in
+from net2vec.loggers import is_wandb, wandb_offline
+from net2vec.run_identity import flat_config, report_identity
+from net2vec.wandb_media import log_report
 
 log = logging.getLogger(__name__)
 
@@ -195,35 +196,21 @@ def output_dir_of(cfg: DictConfig) -> Path:
         raise NoRunsError("output_dir is unset and no Hydra run is active") from None
 
 
-def _log_wandb(cfg: DictConfig, report: Report) -> None:
-    """Log every figure and table to W&B (offline unless logged in) when logger=wandb."""
-    logger = OmegaConf.to_container(cfg.logger, resolve=False) if cfg.get("logger") else None
-    if not isinstance(logger, dict) or not str(logger.get("_target_", "")).endswith("WandbLogger"):
+def _log_wandb(cfg: DictConfig, report: Report, runs: list[Run]) -> None:
+    """With logger=wandb: the report (tables, figures, images) as a W&B run of its own, in the
+    group of the runs it evaluates (offline unless logged in)."""
+    if not cfg.get("logger") or not is_wandb(cfg.logger):
         return
-    import wandb  # local: slow to import, and only needed with logger=wandb
-
-    plain = {k: v for k, v in logger.items() if isinstance(v, str) and "${" not in v}
-    offline = (
-        os.environ.get("WANDB_MODE") in ("offline", "disabled")
-        or not wandb_logged_in()
-        or logger.get("offline") is True
-    )
-    run = wandb.init(
-        project=plain.get("project", "net2vec"),
-        entity=plain.get("entity"),
-        name="evaluate",
-        job_type="evaluate",
-        dir=str(report.out_dir),
-        mode="offline" if offline else "online",
-    )
-    run.log({f"figures/{name}": wandb.Image(str(path)) for name, path in report.figures.items()})
-    run.log(
-        {
-            f"tables/{name}": wandb.Table(columns=t.columns, data=t.rows)
-            for name, t in report.tables.items()
-        }
-    )
-    run.finish()
+    logger = OmegaConf.to_container(
+        cfg.logger, resolve=False
+    )  # a training run's keys stay unresolved
+    settings = {k: v for k, v in logger.items() if not (isinstance(v, str) and "${" in v)}
+    settings["offline"] = wandb_offline(settings.get("offline", "auto"))
+    groups = [run.summary.get("config", {}).get("group") for run in runs]
+    config = {**flat_config(cfg), "run_labels": [run.label for run in runs]}
+    identity = report_identity(groups, cfg.get("sweep"), report.out_dir, config)
+    tables = {name: (t.columns, t.rows) for name, t in report.tables.items()}
+    log_report(settings, identity, tables, list(report.figures.items()), report.out_dir)
 
 
 def evaluate(cfg: DictConfig) -> Report:
@@ -244,7 +231,7 @@ def evaluate(cfg: DictConfig) -> Report:
         int(cfg.get("seed", 0)),
         experiments=experiments,
     )
-    _log_wandb(cfg, report)
+    _log_wandb(cfg, report, runs)
     print(
         f"report: {out_dir / 'index.html'} ({len(report.figures)} figures, {len(report.tables)} tables)"
     )

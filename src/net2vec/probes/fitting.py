@@ -44,6 +44,7 @@ class Fitter:
         cache_dir: the stores' cache directory (``probes/`` holds cached all-filter probes).
         key: everything a trained probe depends on (stores, task settings, seed, epochs).
         name: prefix of cached probe files, e.g. ``synthnet-conv5-seg``.
+        callbacks: Lightning callbacks every logged fit gets (e.g. loggers.CategoryScores).
     """
 
     def __init__(
@@ -54,9 +55,11 @@ class Fitter:
         cache_dir: str | Path,
         key: dict,
         name: str,
+        callbacks: list | None = None,
     ) -> None:
         self.trainer, self.logger, self.run_dir = trainer, logger, Path(run_dir)
         self.cache_dir, self.key, self.name = Path(cache_dir), dict(key), str(name)
+        self.callbacks = list(callbacks or [])
 
     def probe_key(self, **extra) -> str:
         """Fingerprint of the run's key plus `extra` (e.g. the subsets of a fit)."""
@@ -71,8 +74,9 @@ class Fitter:
         return self.cache_dir / "probes" / f"{self.name}-{self.probe_key()}.pt"
 
     def build_trainer(self, checkpoint_dir: Path | None, logger=None) -> pl.Trainer:
-        """A Trainer from the factory; checkpoints the last epoch when asked."""
-        callbacks = []
+        """A Trainer from the factory; checkpoints the last epoch when asked; with a logger, the
+        Fitter's callbacks too."""
+        callbacks = list(self.callbacks) if logger is not None else []
         if checkpoint_dir is not None:
             # save_top_k=1 without a monitor keeps the latest epoch; named last.ckpt (PL 2.6 writes
             # save_last only after a top-k save, so save_top_k=0 + save_last=True never wrote it)
