@@ -230,6 +230,9 @@ def wandb_records(path: Path):
 
 def wandb_run(directory: Path) -> tuple[Path, list]:
     """The one offline W&B run under ``directory/wandb``: its folder and its records."""
+    import wandb
+
+    wandb.teardown()  # a finished run's file is complete once this process's W&B service stops
     files = list((directory / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1, files
     return files[0].parent, list(wandb_records(files[0]))
@@ -369,6 +372,33 @@ def check_plots(run_files: Path, summary: dict) -> None:
     for category, row in by_category.items():
         assert points[(category, 4)] == pytest.approx(row["F4"])
         assert points[(category, 64)] == pytest.approx(row["all"])
+
+
+def test_log_images_takes_figures_arrays_pil_images_and_files(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from PIL import Image
+
+    from net2vec.wandb_media import log_images
+
+    logged = []
+    run = SimpleNamespace(log=logged.append)
+    figure = plt.figure(figsize=(3, 2), dpi=50)
+    pixels = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3)
+    Image.fromarray(pixels).save(tmp_path / "unit.png")
+    images = [("fig", figure), ("array", pixels), ("pil", Image.fromarray(pixels))]
+    assert log_images(run, [*images, ("file", tmp_path / "unit.png")], prefix="units") == 4
+    assert log_images(run, []) == 0 and len(logged) == 1
+    sizes = {key: image.image.size for key, image in logged[0].items()}
+    assert sizes == {
+        "units/fig": (150, 100),
+        "units/array": (4, 6),
+        "units/pil": (4, 6),
+        "units/file": (4, 6),
+    }
+    plt.close(figure)
 
 
 def test_run_identity_names_sweeps_flattens_config_and_groups_reports(tmp_path, monkeypatch):
