@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from reference import PairData, blob_masks
 
-from net2vec.probes.netdissect import netdissect
+from net2vec.probes.netdissect import DissectionLabels, netdissect
 from net2vec.probes.single_filter import single_filter_seg
 from net2vec.probes.upsample import bilinear_matrix, upsample
 
@@ -129,11 +129,15 @@ def test_netdissect_equals_brute_force():
     )
     category = np.array([0, 0, 1, 2, 1])
     data.maps = acts
+    labels = DissectionLabels(
+        category, ["a", "b", "c"], np.zeros(15, np.int64), np.zeros(0, np.int64)
+    )
     result = netdissect(
         data.batches(np.arange(14), 5, key="activations"),
         thresholds,
-        category,
+        labels,
         data.mask_size,
+        union="any_label",
         chunk_bytes=3 * 5 * 13 * 17 * 4,
     )
     expected = brute_netdissect(data, acts, thresholds.astype(np.float32), category)

@@ -40,6 +40,12 @@ from net2vec.loggers import (
 )
 from net2vec.memory import return_large_buffers_to_os
 from net2vec.outputs import format_summary_table, package_versions, results_rows, write_outputs
+from net2vec.probes.dissection import (
+    DissectionOutcome,
+    log_dissection,
+    summary_line,
+    write_dissection,
+)
 from net2vec.probes.fitting import Fitter
 from net2vec.run_identity import flat_config, run_identity
 
@@ -170,8 +176,8 @@ def short_config(cfg: DictConfig) -> dict:
         "quantile": cfg.probe.quantile,
         "subsets": list(cfg.probe.subsets),
         "seed": cfg.seed,
-        "epochs": cfg.task.epochs,
-        "lr": cfg.task.optimizer.lr,
+        "epochs": cfg.task.get("epochs"),
+        "lr": cfg.task.optimizer.lr if "optimizer" in cfg.task else None,
     }
 
 
@@ -200,13 +206,16 @@ def train(cfg: DictConfig) -> dict:
             timer.seconds["total"] = time.perf_counter() - started
             config = {**short_config(cfg), "group": identity.group}
             summary = write_run_outputs(cfg, outcome, run_dir, stores, config, timer.seconds)
-            header, rows = results_rows(outcome)
-            log_run_extras(logger, run_dir, header, rows, summary)
+            if isinstance(outcome, DissectionOutcome):
+                log_dissection(logger, *outcome.unit_rows(), summary)
+            else:
+                log_run_extras(logger, run_dir, *results_rows(outcome), summary)
         failed = False
     finally:
         finish_logger(logger, failed)
     if summary:
-        print(format_summary_table(summary))
+        dissected = isinstance(outcome, DissectionOutcome)
+        print(summary_line(summary) if dissected else format_summary_table(summary))
         print(f"run directory: {run_dir}")
     return summary
 
@@ -227,4 +236,6 @@ def write_run_outputs(
         "quantile": float(cfg.probe.quantile),
         "weights": str(cfg.network.get("weights")),
     }
+    if isinstance(outcome, DissectionOutcome):  # task=netdissect: units.csv, dissection.h5
+        return write_dissection(outcome, run_dir, config, timings, paths)
     return write_outputs(outcome, run_dir, config, timings, paths, attrs)

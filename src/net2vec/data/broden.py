@@ -176,6 +176,10 @@ class BrodenDataset:
 
     def label_planes(self, i: int) -> list[np.ndarray]:
         """Every mask plane of row i (all pixel-level columns) as (sh, sw) int32 label numbers."""
+        return [plane for _, plane in self.column_planes(i)]
+
+    def column_planes(self, i: int) -> list[tuple[str, np.ndarray]]:
+        """(column, plane) for every mask plane of row i, in PIXEL_COLUMNS order."""
         size = self.mask_size(i)
         planes = []
         for column in PIXEL_COLUMNS:
@@ -191,7 +195,7 @@ class BrodenDataset:
                                        f"{plane.shape[0]}x{plane.shape[1]}, index says sh x sw = "
                                        f"{size[0]}x{size[1]}")
                 self._check_numbers(i, np.unique(plane), f"{column} mask {path}")
-                planes.append(plane)
+                planes.append((column, plane))
         return planes
 
     def _check_numbers(self, i: int, numbers, what: str) -> None:
@@ -202,17 +206,23 @@ class BrodenDataset:
 
     def image_labels(self, i: int) -> list[int]:
         """Image-level labels of row i (scene and texture cells), sorted, unique."""
-        numbers = set()
+        return sorted(set().union(*self.column_image_labels(i).values()))
+
+    def column_image_labels(self, i: int) -> dict[str, list[int]]:
+        """{column: sorted unique label numbers} of row i's image-level (scene, texture) cells."""
+        by_column = {}
         for column in IMAGE_COLUMNS:
+            numbers = set()
             for item in split_cell(self.rows[i][column]):
                 try:
                     numbers.add(int(item))
                 except ValueError:
                     raise DatasetError(f"{self.where(i)}: {column} cell holds {item!r}, "
                                        f"not a label number") from None
-        numbers.discard(0)
-        self._check_numbers(i, sorted(numbers), f"{'/'.join(IMAGE_COLUMNS)} cell")
-        return sorted(numbers)
+            numbers.discard(0)
+            self._check_numbers(i, sorted(numbers), f"{'/'.join(IMAGE_COLUMNS)} cell")
+            by_column[column] = sorted(numbers)
+        return by_column
 
     def masks(self, i: int) -> dict[int, np.ndarray]:
         """{label number: (sh, sw) bool mask} of row i, each the union over all planes."""

@@ -1,6 +1,6 @@
 """The concept store: one HDF5 file per probe dataset with everything the probes need from it.
 
-Path: ``<cache_dir>/concepts/<dataset-name>-<fingerprint of index.csv>.h5`` (an edited
+Path: ``<cache_dir>/concepts/<dataset-name>-<fingerprint of index.csv>-v<LAYOUT>.h5`` (an edited
 index.csv gives a new store). Layout (docs/architecture.md):
 
 ==========================  ================  =================================================
@@ -9,6 +9,9 @@ index.csv gives a new store). Layout (docs/architecture.md):
 ``concepts/categories``     (C,) str          all categories, ';'-joined
 ``concepts/label_number``   (C,) int32        global label number
 ``concepts/pixel_level``    (C,) bool         the concept has masks (pairs) in the dataset
+``concepts/coverage``       (C, 6) float64    pixels the label covers per column (attribute
+                                              ``columns``: color, object, part, material, scene,
+                                              texture; an image-level label covers sh x sw)
 ``split``                   (N,) uint8        0 = train, 1 = val, index.csv row order
 ``image``                   (N,) str          image file name relative to images/
 ``presence``                (N, C) bool       image x concept (pixel- and image-level labels)
@@ -17,11 +20,15 @@ index.csv gives a new store). Layout (docs/architecture.md):
 ``pairs/area``              (P,) int32        mask pixel count of the pair
 ``pairs/masks``             (P, ceil(sh*sw/8))  np.packbits of the row-major sh x sw mask;
                             uint8             chunked (~64 KiB) + gzip
+``whole/concept``           (Q,) int32        image-level labels (scene, texture), by image
+``whole/offsets``           (N+1,) int64      CSR: those of image i are offsets[i]:offsets[i+1]
 ==========================  ================  =================================================
 
 Attributes: ``mask_size`` (sh, sw), ``dataset_root``, ``index_fingerprint``, ``n_excluded``,
-``n_resized``, ``net2vec_complete`` (set last). Concepts of label.csv without a train image or
-without a val image are excluded (``n_excluded`` counts them). A concept is pixel-level when its
+``n_resized``, ``layout``, ``net2vec_complete`` (set last). The file holds every label with an
+image in either split; :class:`ConceptStore` by default shows the probes' concepts only, the
+labels with a train *and* a val image (``n_excluded`` counts the labels of label.csv left out),
+and ``every_label=True`` shows them all (Network Dissection). A concept is pixel-level when its
 label occurs in some mask (for BRODEN: the colour/object/part/material labels). Rows whose
 sh x sw differ from the dataset's most common mask size have their masks resized to it,
 nearest-neighbour (``n_resized`` counts them). Within a pair set the concept index increases
@@ -40,11 +47,14 @@ import numpy as np
 from tqdm import tqdm
 
 from net2vec.cache import COMPLETE_ATTR, atomic_path, file_lock, fingerprint_file
-from net2vec.data.broden import BrodenDataset, DatasetError, planes_to_masks
+from net2vec.data.broden import (IMAGE_COLUMNS, PIXEL_COLUMNS, BrodenDataset, DatasetError,
+                                  planes_to_masks)
 
 log = logging.getLogger(__name__)
 _STR = h5py.string_dtype("utf-8")
 _DATASET: BrodenDataset | None = None   # the dataset being decoded (set in worker processes)
+LAYOUT = 2                               # bumped when the file layout changes (part of the name)
+COVERAGE_COLUMNS = PIXEL_COLUMNS + IMAGE_COLUMNS
 
 
 def store_path(root: str | Path, cache_dir: str | Path) -> Path:
@@ -53,7 +63,7 @@ def store_path(root: str | Path, cache_dir: str | Path) -> Path:
     index = root / "index.csv"
     if not index.is_file():
         raise DatasetError(f"{index}: file not found")
-    return Path(cache_dir) / "concepts" / f"{root.resolve().name}-{fingerprint_file(index)}.h5"
+    return Path(cache_dir) / "concepts" / f"{root.resolve().name}-{fingerprint_file(index)}-v{LAYOUT}.h5"
 
 
 def is_complete(path: Path) -> bool:
@@ -87,22 +97,28 @@ def _resize_nearest(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _decode_row(job: tuple[int, tuple[int, int]]) -> tuple:
-    """Row i -> (labels, packed masks, areas, image-level labels, resized?) at the common size."""
+    """Row i -> (labels, packed masks, areas, per-column areas, image-level labels by column,
+    resized?) at the common size."""
     i, size = job
     dataset = _DATASET
     dataset.check_image(i)
-    planes = dataset.label_planes(i)
+    planes = dataset.column_planes(i)
     resized = dataset.mask_size(i) != size
     if resized:
-        planes = [_resize_nearest(plane, size) for plane in planes]
-    masks = planes_to_masks(planes)
+        planes = [(column, _resize_nearest(plane, size)) for column, plane in planes]
+    masks = planes_to_masks([plane for _, plane in planes])
     labels = np.array(sorted(masks), np.int64)
     packed = np.zeros((len(labels), (size[0] * size[1] + 7) // 8), np.uint8)
     areas = np.zeros(len(labels), np.int64)
     for k, number in enumerate(labels):
         packed[k] = np.packbits(masks[int(number)].reshape(-1))
         areas[k] = masks[int(number)].sum()
-    return labels, packed, areas, dataset.image_labels(i), resized
+    columns = np.zeros((len(labels), len(PIXEL_COLUMNS)), np.int64)
+    for j, column in enumerate(PIXEL_COLUMNS):   # pixels of each label within one column's planes
+        union = planes_to_masks([plane for name, plane in planes if name == column])
+        for number, mask in union.items():
+            columns[np.searchsorted(labels, number), j] = mask.sum()
+    return labels, packed, areas, columns, dataset.column_image_labels(i), resized
 
 
 def _init_worker(dataset: BrodenDataset) -> None:
@@ -133,13 +149,14 @@ def _first_pass(dataset: BrodenDataset, size: tuple[int, int], scratch: h5py.Fil
     row_bytes = (size[0] * size[1] + 7) // 8
     masks = scratch.create_dataset("masks", (0, row_bytes), np.uint8, maxshape=(None, row_bytes),
                                    chunks=(_chunk_rows(row_bytes, 1 << 20), row_bytes))
-    images, labels, areas, image_labels, buffer = [], [], [], [], []
+    images, labels, areas, columns, image_labels, buffer = [], [], [], [], [], []
     resized = 0
-    for i, (row_labels, packed, row_areas, level, was_resized) in enumerate(
+    for i, (row_labels, packed, row_areas, row_columns, level, was_resized) in enumerate(
             _decoded_rows(dataset, size, workers, progress)):
         images.append(np.full(len(row_labels), i, np.int64))
         labels.append(row_labels)
         areas.append(row_areas)
+        columns.append(row_columns)
         image_labels.append(level)
         buffer.append(packed)
         resized += was_resized
@@ -149,7 +166,8 @@ def _first_pass(dataset: BrodenDataset, size: tuple[int, int], scratch: h5py.Fil
             masks[len(masks) - len(block):] = block
             buffer = []
     join = lambda arrays: np.concatenate(arrays) if arrays else np.zeros(0, np.int64)  # noqa: E731
-    return {"image": join(images), "label": join(labels), "area": join(areas),
+    columns = np.concatenate(columns) if columns else np.zeros((0, len(PIXEL_COLUMNS)), np.int64)
+    return {"image": join(images), "label": join(labels), "area": join(areas), "columns": columns,
             "image_labels": image_labels, "resized": resized, "masks": masks}
 
 
@@ -159,8 +177,32 @@ def _presence_by_label(dataset: BrodenDataset, first: dict) -> tuple[np.ndarray,
     presence = np.zeros((len(dataset), len(numbers)), bool)
     presence[first["image"], np.searchsorted(numbers, first["label"])] = True
     for i, level in enumerate(first["image_labels"]):
-        presence[i, np.searchsorted(numbers, np.array(level, np.int64))] = True
+        every = sorted(set().union(*level.values()))
+        presence[i, np.searchsorted(numbers, np.array(every, np.int64))] = True
     return numbers, presence
+
+
+def _coverage(first: dict, numbers: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(L, len(COVERAGE_COLUMNS)) pixels each label covers in each column, over all images
+    (an image-level label covers the whole sh x sw mask)."""
+    coverage = np.zeros((len(numbers), len(COVERAGE_COLUMNS)), np.float64)
+    np.add.at(coverage[:, :len(PIXEL_COLUMNS)], np.searchsorted(numbers, first["label"]), first["columns"])
+    for level in first["image_labels"]:
+        for j, column in enumerate(IMAGE_COLUMNS, start=len(PIXEL_COLUMNS)):
+            coverage[np.searchsorted(numbers, np.array(level[column], np.int64)), j] += size[0] * size[1]
+    return coverage
+
+
+def _write_whole(out: h5py.File, first: dict, numbers: np.ndarray, kept: np.ndarray) -> None:
+    """CSR image-level labels: those of image i are whole/concept[whole/offsets[i]:offsets[i+1]]."""
+    position = np.full(len(numbers), -1, np.int64)
+    position[np.searchsorted(numbers, kept)] = np.arange(len(kept))
+    rows = [position[np.searchsorted(numbers, np.array(sorted(set().union(*level.values())), np.int64))]
+            for level in first["image_labels"]]
+    rows = [row[row >= 0] for row in rows]
+    group = out.create_group("whole")
+    group["concept"] = (np.concatenate(rows) if rows else np.zeros(0, np.int64)).astype(np.int32)
+    group["offsets"] = np.concatenate([[0], np.cumsum([len(row) for row in rows])]).astype(np.int64)
 
 
 def _common_size(dataset: BrodenDataset) -> tuple[int, int]:
@@ -170,7 +212,8 @@ def _common_size(dataset: BrodenDataset) -> tuple[int, int]:
     return sizes.most_common(1)[0][0]
 
 
-def _write_concepts(out: h5py.File, dataset: BrodenDataset, kept: np.ndarray, pixel: np.ndarray) -> None:
+def _write_concepts(out: h5py.File, dataset: BrodenDataset, kept: np.ndarray, pixel: np.ndarray,
+                    coverage: np.ndarray) -> None:
     labels = [dataset.labels[int(n)] for n in kept]
     group = out.create_group("concepts")
     group["name"] = np.array([label.name for label in labels], dtype=object).astype(_STR)
@@ -178,6 +221,8 @@ def _write_concepts(out: h5py.File, dataset: BrodenDataset, kept: np.ndarray, pi
     group["categories"] = np.array([";".join(label.categories) for label in labels], dtype=object).astype(_STR)
     group["label_number"] = kept.astype(np.int32)
     group["pixel_level"] = pixel
+    group["coverage"] = coverage
+    group["coverage"].attrs["columns"] = list(COVERAGE_COLUMNS)
 
 
 def _write_pairs(out: h5py.File, first: dict, keep: np.ndarray, concept: np.ndarray, num_images: int) -> None:
@@ -215,26 +260,29 @@ def build_concept_store(root: str | Path, path: str | Path, workers: int | None 
                 numbers, presence = _presence_by_label(dataset, first)
                 n_train = presence[split == 0].sum(0)
                 n_val = presence[split == 1].sum(0)
-                kept_mask = (n_train > 0) & (n_val > 0)
+                kept_mask = (n_train + n_val) > 0      # every label with an image; probes use fewer
                 kept = numbers[kept_mask]
                 keep = np.isin(first["label"], kept)
                 concept = np.searchsorted(kept, first["label"][keep])
                 pixel = np.bincount(concept, minlength=len(kept)) > 0
-                _write_concepts(out, dataset, kept, pixel)
+                coverage = _coverage(first, numbers, size)[kept_mask]
+                _write_concepts(out, dataset, kept, pixel, coverage)
+                _write_whole(out, first, numbers, kept)
                 out["split"] = split
                 out["image"] = np.array([dataset.image_name(i) for i in range(len(dataset))], dtype=object).astype(_STR)
                 out.create_dataset("presence", data=presence[:, kept_mask], compression="gzip", compression_opts=4)
                 _write_pairs(out, first, keep, concept, len(dataset))
-                n_excluded = int((~kept_mask).sum())
+                n_excluded = int(((n_train == 0) | (n_val == 0)).sum())
                 out.attrs.update({"mask_size": np.array(size, np.int64), "dataset_root": str(root.resolve()),
                                   "index_fingerprint": fingerprint_file(dataset.index_path),
-                                  "n_excluded": n_excluded, "n_resized": int(first["resized"])})
+                                  "n_excluded": n_excluded, "n_resized": int(first["resized"]),
+                                  "layout": LAYOUT})
                 out.attrs[COMPLETE_ATTR] = True
         finally:
             scratch_path.unlink(missing_ok=True)
-    log.info("concept store: %d concepts kept, %d of %d labels excluded (%d without train images, "
-             "%d without val images)", len(kept), n_excluded, len(numbers), int((n_train == 0).sum()),
-             int((n_val == 0).sum()))
+    log.info("concept store: %d labels with images; probes use %d (%d of %d labels excluded: %d "
+             "without train images, %d without val images)", len(kept), len(numbers) - n_excluded,
+             n_excluded, len(numbers), int((n_train == 0).sum()), int((n_val == 0).sum()))
     if first["resized"]:
         log.info("concept store: %d rows had masks other than %dx%d, resized nearest-neighbour",
                  first["resized"], *size)
@@ -242,31 +290,71 @@ def build_concept_store(root: str | Path, path: str | Path, workers: int | None 
     return path
 
 
-class ConceptStore:
-    """Read-only view of a concept store: small arrays eagerly, masks on demand."""
+def _offsets(image: np.ndarray, num_images: int) -> np.ndarray:
+    """CSR offsets (N+1,) of rows sorted by image."""
+    return np.concatenate([[0], np.cumsum(np.bincount(image, minlength=num_images))]).astype(np.int64)
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+
+class ConceptStore:
+    """Read-only view of a concept store: small arrays eagerly, masks on demand.
+
+    By default the view holds the concepts the probes use: labels with train *and* val images
+    (docs/method.md §3). ``every_label=True`` holds every label with an image in either split
+    (Network Dissection tallies both splits); the concept indices of the two views differ.
+    """
+
+    def __init__(self, path: str | Path, every_label: bool = False) -> None:
+        self.path, self.every_label = Path(path), bool(every_label)
         with h5py.File(self.path, "r") as handle:
             if not handle.attrs.get(COMPLETE_ATTR, False):
                 raise DatasetError(f"{self.path}: incomplete concept store")
+            if "whole" not in handle:
+                raise DatasetError(f"{self.path}: concept store of an older layout; delete it")
             concepts = handle["concepts"]
-            self.names = concepts["name"].asstr()[()]
-            self.categories = concepts["category"].asstr()[()]
-            self.all_categories = concepts["categories"].asstr()[()]
-            self.label_numbers = concepts["label_number"][()]
-            self.pixel_level = concepts["pixel_level"][()]
             self.split = handle["split"][()]
+            presence = handle["presence"][()]
+            chosen = np.ones(presence.shape[1], bool) if every_label else (
+                presence[self.split == 0].any(0) & presence[self.split == 1].any(0))
+            self.names = concepts["name"].asstr()[()][chosen]
+            self.categories = concepts["category"].asstr()[()][chosen]
+            self.all_categories = concepts["categories"].asstr()[()][chosen]
+            self.label_numbers = concepts["label_number"][()][chosen]
+            self.pixel_level = concepts["pixel_level"][()][chosen]
+            self.coverage = concepts["coverage"][()][chosen]
+            self.coverage_columns = [str(c) for c in concepts["coverage"].attrs["columns"]]
             self.images = handle["image"].asstr()[()]
-            self.presence = handle["presence"][()]
-            pairs = handle["pairs"]
-            self.pair_image, self.pair_concept = pairs["image"][()], pairs["concept"][()]
-            self.pair_offsets, self.pair_area = pairs["offsets"][()], pairs["area"][()]
+            self.presence = presence[:, chosen]
+            pairs, whole = handle["pairs"], handle["whole"]
+            remap = np.cumsum(chosen) - 1
+            pair_concept = pairs["concept"][()]
+            self._pair_rows = None if every_label else np.flatnonzero(chosen[pair_concept])
+            rows = slice(None) if every_label else self._pair_rows
+            self.pair_image = pairs["image"][()][rows]
+            self.pair_concept = remap[pair_concept[rows]].astype(np.int32)
+            self.pair_area = pairs["area"][()][rows]
+            self.pair_offsets = _offsets(self.pair_image, len(self.split))
+            whole_concept = whole["concept"][()]
+            whole_image = np.repeat(np.arange(len(self.split)), np.diff(whole["offsets"][()]))
+            keep = chosen[whole_concept]
+            self.whole_image, self.whole_concept = whole_image[keep], remap[whole_concept[keep]]
+            self.whole_offsets = _offsets(self.whole_image, len(self.split))
             self.attrs = dict(handle.attrs)
         self.mask_size = tuple(int(v) for v in self.attrs["mask_size"])
         self.num_images, self.num_concepts = self.presence.shape
         self._handle: h5py.File | None = None
         self._pid: int | None = None
+
+    def with_every_label(self) -> "ConceptStore":
+        """The view of the same store that holds every label (both splits)."""
+        return self if self.every_label else ConceptStore(self.path, every_label=True)
+
+    @property
+    def coverage_categories(self) -> np.ndarray:
+        """(C,) the category where each label covers the most pixels over the whole dataset
+        (Network Dissection's primary category; ties: the later column of COVERAGE_COLUMNS)."""
+        columns = np.array(self.coverage_columns)
+        last = self.coverage.shape[1] - 1 - np.argmax(self.coverage[:, ::-1], axis=1)
+        return columns[last]
 
     @property
     def n_train(self) -> np.ndarray:
@@ -295,6 +383,8 @@ class ConceptStore:
     def masks(self, pair_idx: np.ndarray) -> np.ndarray:
         """(n, sh, sw) bool masks of the given pairs (any order; contiguous runs read together)."""
         idx = np.asarray(pair_idx, np.int64).reshape(-1)
+        if self._pair_rows is not None:   # this view's pairs -> rows of the file
+            idx = self._pair_rows[idx]
         sh, sw = self.mask_size
         if idx.size == 0:
             return np.zeros((0, sh, sw), bool)

@@ -181,10 +181,14 @@ class SegmentationDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.rows[1], shuffle=False, shard=shard_of(self))
 
-    def probe_dataloader(self, split: int | None = None, raw: bool = False) -> DataLoader:
+    def probe_dataloader(self, split: int | None = None, raw: bool = False,
+                         rows: np.ndarray | None = None) -> DataLoader:
         """Unshuffled batches over the images with pairs of one split (None: both), e.g. for the
-        single-filter probe; ``raw`` puts raw ``activations`` in place of ``maps`` (NetDissect)."""
-        rows = np.sort(np.concatenate([self.rows[0], self.rows[1]])) if split is None else self.rows[split]
+        single-filter probe, or over the given dataset ``rows`` (sorted); ``raw`` puts raw
+        ``activations`` in place of ``maps`` (NetDissect)."""
+        if rows is None:
+            rows = np.sort(np.concatenate([self.rows[0], self.rows[1]])) if split is None else self.rows[split]
+        rows = np.asarray(rows, dtype=np.int64)
         return self._loader(rows, shuffle=False, raw=raw)
 
 

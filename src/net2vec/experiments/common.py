@@ -19,7 +19,12 @@ import torch
 from net2vec.analysis.table import Table
 from net2vec.data.datamodules import READ_CHUNK, SegmentationDataModule
 from net2vec.features.thresholds import TopQuantile
-from net2vec.probes.netdissect import DETECTOR_IOU, NetDissectResult, netdissect
+from net2vec.probes.netdissect import (
+    DETECTOR_IOU,
+    NetDissectResult,
+    dissect_layer,
+    dissection_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +83,16 @@ def at_quantile(store, quantile: float):
 
 
 def dissect_kwargs(section: dict | None) -> dict:
-    """NetDissect settings of ``experiments.dissect`` (batch size, align_corners, detector IoU)."""
+    """NetDissect settings of ``experiments.dissect`` (batch size, align_corners, detector IoU,
+    union rule, primary category)."""
     section = section or {}
     return {
         "batch_size": int(section.get("batch_size", 64)),
         "align_corners": bool(section.get("align_corners", False)),
         "detector_iou": float(section.get("detector_iou", DETECTOR_IOU)),
+        "union": str(section.get("union", "category_hit")),
+        "primary": str(section.get("primary", "coverage")),
     }
-
-
-def category_codes(concepts) -> tuple[np.ndarray, list[str]]:
-    """(C,) integer code of each concept's primary category and the category names by code."""
-    names, codes = np.unique(np.asarray(concepts.categories).astype(str), return_inverse=True)
-    return codes.astype(np.int64), [str(n) for n in names]
 
 
 def dissect(
@@ -101,35 +103,34 @@ def dissect(
     align_corners: bool = False,
     detector_iou: float = DETECTOR_IOU,
     batch_transform: Callable[[dict], dict] | None = None,
+    union: str = "category_hit",
+    primary: str = "coverage",
 ) -> NetDissectResult:
-    """NetDissect of one layer over both splits (thresholds: the source's unless given).
+    """NetDissect of one layer over both splits (thresholds: the source's unless given), on the
+    concepts of the given store view (the experiments pass the probes' view, so the IoU columns
+    line up with the probes' concepts; ``task=netdissect`` tallies every label).
 
     ``batch_transform`` may rewrite each raw batch (e.g. move the concept masks with the image).
     """
     datamodule = SegmentationDataModule(concepts, source, batch_size=batch_size, in_memory=False)
-    batches = datamodule.probe_dataloader(raw=True)
-    if batch_transform is not None:
-        batches = map(batch_transform, batches)
-    codes, _ = category_codes(concepts)
-    return netdissect(
-        batches,
+    return dissect_layer(
+        datamodule,
+        dissection_labels(concepts, primary),
         source.thresholds if thresholds is None else thresholds,
-        codes,
-        concepts.mask_size,
+        union=union,
         align_corners=align_corners,
         detector_iou=detector_iou,
+        batch_transform=batch_transform,
     )
 
 
-def detector_counts(result: NetDissectResult, concepts) -> dict[str, int]:
+def detector_counts(
+    result: NetDissectResult, concepts, primary: str = "coverage"
+) -> dict[str, int]:
     """Unique concept detectors per category name (every category present), plus totals."""
-    codes, names = category_codes(concepts)
-    by_code = result.unique_detectors(codes)
-    counts = {
-        name: by_code.get(code, 0)
-        for code, name in enumerate(names)
-        if np.asarray(concepts.pixel_level)[codes == code].any()
-    }
+    labels = dissection_labels(concepts, primary)
+    by_code = result.unique_detectors(labels.category)
+    counts = {name: by_code.get(code, 0) for code, name in enumerate(labels.category_names)}
     counts["unique"] = sum(by_code.values())
     counts["detectors"] = int(result.detector.sum())
     return counts

@@ -1,0 +1,238 @@
+"""``task=netdissect``: Network Dissection of one layer as a run (docs/method.md §7).
+
+The task tallies every label of the concept store (both splits, image-level labels as whole-image
+masks) against the layer's stored activations, keeps each unit's top activating images on the
+way, and writes into the run directory:
+
+- ``units.csv``: one row per unit: ``unit, concept, category, label_number, iou, detector`` (its
+  top label over every category; detector: IoU > ``detector_iou``), then the next two labels
+  (``concept_2, category_2, iou_2, concept_3, …``);
+- ``dissection.h5``: ``iou`` (K, C), ``concepts``, ``categories``, ``label_numbers``,
+  ``top_images`` (K, k) dataset rows by max activation and ``top_values`` (K, k), ``thresholds``;
+- ``summary.json``: per category the detectors and the unique concepts they detect, and totals.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from net2vec.cache import atomic_path
+from net2vec.outputs import package_versions
+from net2vec.probes.netdissect import (
+    DETECTOR_IOU,
+    NetDissectResult,
+    dissect_layer,
+    dissection_labels,
+)
+
+# the category order of the published bar charts; others follow alphabetically
+CATEGORY_ORDER = ("object", "scene", "part", "material", "texture", "color")
+
+
+class TopImages:
+    """Running top-k dataset rows per unit by the unit's maximum activation over the map."""
+
+    def __init__(self, num_filters: int, k: int) -> None:
+        self.k = int(k)
+        self.values = torch.full((num_filters, 0), -torch.inf)
+        self.rows = torch.zeros((num_filters, 0), dtype=torch.long)
+
+    def update(self, activations: torch.Tensor, rows: torch.Tensor) -> None:
+        peak = activations.detach().float().flatten(2).amax(2).t().cpu()  # (K, n)
+        values = torch.cat([self.values, peak], 1)
+        index = torch.cat([self.rows, rows.cpu()[None].expand(len(peak), -1)], 1)
+        top = values.topk(min(self.k, values.shape[1]), dim=1)
+        self.values, self.rows = top.values, index.gather(1, top.indices)
+
+    def observe(self, batch: dict) -> dict:
+        """A batch transform that records the batch and passes it on."""
+        self.update(batch["activations"], batch["image_index"])
+        return batch
+
+
+@dataclass
+class DissectionOutcome:
+    """A dissected layer: the tally's result with the labels it ranked, and the top images."""
+
+    result: NetDissectResult
+    names: np.ndarray  # (C,)
+    categories: np.ndarray  # (C,) primary category used by the tally
+    label_numbers: np.ndarray  # (C,)
+    thresholds: np.ndarray  # (K,)
+    top_images: np.ndarray  # (K, k)
+    top_values: np.ndarray  # (K, k)
+    settings: dict
+    task: str = "netdissect"
+
+    def unit_rows(self, ranked: int = 3) -> tuple[list[str], list[list]]:
+        """Header and rows of units.csv."""
+        header = ["unit", "concept", "category", "label_number", "iou", "detector"]
+        for r in range(2, ranked + 1):
+            header += [f"concept_{r}", f"category_{r}", f"iou_{r}"]
+        rows = []
+        for unit in range(len(self.result.iou)):
+            best = self.result.ranked(unit, ranked)
+            row = [unit, str(self.names[best[0]]), str(self.categories[best[0]])]
+            row += [int(self.label_numbers[best[0]]), _num(self.result.iou[unit, best[0]])]
+            row.append(bool(self.result.detector[unit]))
+            for c in best[1:]:
+                row += [str(self.names[c]), str(self.categories[c]), _num(self.result.iou[unit, c])]
+            rows.append(row)
+        return header, rows
+
+    def counts(self) -> dict:
+        """Per category (published order): detector units and the unique concepts they detect."""
+        detector = self.result.detector
+        top_category = self.categories[self.result.top_concept]
+        present = set(self.categories.tolist())
+        order = [c for c in CATEGORY_ORDER if c in present] + sorted(present - set(CATEGORY_ORDER))
+        by_category = {
+            name: {
+                "detectors": int((detector & (top_category == name)).sum()),
+                "unique_concepts": len(
+                    set(self.result.top_concept[detector & (top_category == name)].tolist())
+                ),
+            }
+            for name in order
+        }
+        return {
+            "units": int(len(detector)),
+            "detectors": int(detector.sum()),
+            "unique_concepts": len(set(self.result.top_concept[detector].tolist())),
+            "by_category": by_category,
+        }
+
+
+def _num(value) -> str:
+    return f"{float(value):.6g}"
+
+
+def summary_line(summary: dict) -> str:
+    """One terminal line: detectors, unique concepts and their split by category."""
+    nd = summary["netdissect"]
+    parts = ", ".join(
+        f"{name} {c['detectors']} ({c['unique_concepts']})"
+        for name, c in nd["by_category"].items()
+        if c["detectors"]
+    )
+    config = summary["config"]
+    return (
+        f"netdissect {config['network']} {config['layer']}: {nd['detectors']}/{nd['units']} units "
+        f"are detectors (IoU > {nd['detector_iou']:g}) of {nd['unique_concepts']} unique concepts"
+        f" [union={nd['union']}]; by category, detectors (unique): {parts or 'none'}"
+    )
+
+
+def log_dissection(logger, header: list[str], rows: list[list], summary: dict) -> None:
+    """The counts as metrics (any logger) and units.csv as a table (W&B)."""
+    if logger is None:
+        return
+    nd = summary["netdissect"]
+    flat = {f"netdissect/{key}": nd[key] for key in ("units", "detectors", "unique_concepts")}
+    for name, counts in nd["by_category"].items():
+        flat.update({f"netdissect/{name}/{key}": value for key, value in counts.items()})
+    logger.log_metrics(flat)
+    if hasattr(logger, "log_table"):
+        logger.log_table(key="units", columns=header, data=rows)
+
+
+def write_dissection(
+    outcome: DissectionOutcome, run_dir: Path, config: dict, timings: dict, stores: dict
+) -> dict:
+    """units.csv, dissection.h5 and summary.json into ``run_dir``; returns the summary."""
+    run_dir = Path(run_dir)
+    header, rows = outcome.unit_rows()
+    with atomic_path(run_dir / "units.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    text = h5py.string_dtype()
+    with atomic_path(run_dir / "dissection.h5") as tmp, h5py.File(tmp, "w") as h5:
+        h5["iou"] = outcome.result.iou.astype(np.float32)
+        h5.create_dataset("concepts", data=[str(n) for n in outcome.names], dtype=text)
+        h5.create_dataset("categories", data=[str(c) for c in outcome.categories], dtype=text)
+        h5["label_numbers"] = outcome.label_numbers.astype(np.int64)
+        h5["thresholds"] = outcome.thresholds.astype(np.float32)
+        h5["top_images"] = outcome.top_images.astype(np.int64)
+        h5["top_values"] = outcome.top_values.astype(np.float32)
+        h5.attrs.update({k: str(v) for k, v in outcome.settings.items()})
+    summary = {
+        "config": config,
+        "task": outcome.task,
+        "netdissect": {**outcome.settings, **outcome.counts()},
+        "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
+        "versions": package_versions(),
+        "stores": stores,
+    }
+    with atomic_path(run_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+class NetDissectTask:
+    """Network Dissection of the run's layer (built from conf/task/netdissect.yaml).
+
+    ``datamodule(concepts, activations)`` is a SegmentationDataModule factory (Hydra partial);
+    ``union``: ``category_hit`` (NetDissect-Lite) | ``any_label``; ``primary``: ``coverage``
+    (NetDissect) | ``first_listed``; ``top_images``: how many top images per unit to keep."""
+
+    metric = "iou"
+
+    def __init__(
+        self,
+        name: str,
+        datamodule: Callable,
+        union: str = "category_hit",
+        primary: str = "coverage",
+        detector_iou: float = DETECTOR_IOU,
+        align_corners: bool = False,
+        top_images: int = 16,
+        **settings,
+    ) -> None:
+        self.name, self.datamodule = str(name), datamodule
+        self.union, self.primary = str(union), str(primary)
+        self.detector_iou, self.align_corners = float(detector_iou), bool(align_corners)
+        self.top_images = int(top_images)
+
+    def run(self, concepts, activations, subsets, fitter, timer) -> DissectionOutcome:
+        """Tally every label (both splits) against the layer; the probes' arguments are unused."""
+        every = concepts.with_every_label()
+        labels = dissection_labels(every, self.primary)
+        top = TopImages(activations.num_filters, self.top_images)
+        with timer("netdissect"):
+            result = dissect_layer(
+                self.datamodule(every, activations),
+                labels,
+                activations.thresholds,
+                union=self.union,
+                align_corners=self.align_corners,
+                detector_iou=self.detector_iou,
+                batch_transform=top.observe,
+                progress=True,
+            )
+        return DissectionOutcome(
+            result,
+            np.asarray(every.names),
+            np.asarray(labels.category_names)[labels.category],
+            np.asarray(every.label_numbers),
+            np.asarray(activations.thresholds),
+            top.rows.numpy(),
+            top.values.numpy(),
+            {
+                "union": self.union,
+                "primary": self.primary,
+                "detector_iou": self.detector_iou,
+                "align_corners": self.align_corners,
+                "quantile": float(getattr(activations, "quantile", float("nan"))),
+                "labels": int(every.num_concepts),
+                "images": int(every.num_images),
+            },
+        )
