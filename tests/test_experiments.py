@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from net2vec.analysis import evaluate
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.experiments import ExperimentError, context, run
-from net2vec.experiments.ablation import ablated, ablation_test
+from net2vec.experiments.ablation import ablated, ablation_test, prediction_change
 from net2vec.experiments.alignment import (
     alignment_ratio,
     concept_loadings,
@@ -150,13 +150,66 @@ def test_ablating_the_most_tied_units_hurts_the_class_more(synthnet):
     table, info = ablation_test(
         context(cfg), concepts, result, {"split": "all", "tied": 3, "sizes": [16, 32, 64]}
     )
-    most = np.mean([r[2] for r in table.rows if r[0] == "most"])
-    least = np.mean([r[2] for r in table.rows if r[0] == "least"])
-    assert most < least, table.rows
-    assert np.mean([r[4] for r in table.rows if r[0] == "most"]) < np.mean(
-        [r[4] for r in table.rows if r[0] == "least"]
-    )
+    assert info["scene_head"] and info["groups"] == [f"scene:{info['scene']}"]
+    rows = [dict(zip(table.columns, r)) for r in table.rows]
+
+    def mean(column, which):
+        return np.mean([r[column] for r in rows if r["removed"] == which])
+
+    assert mean("balanced_accuracy", "most") < mean("balanced_accuracy", "least"), table.rows
+    assert mean("class_probability", "most") < mean("class_probability", "least")
+    assert mean("agreement", "most") < mean("agreement", "least")
+    none = [r for r in rows if r["removed"] == "none"][0]
+    assert none["agreement"] == 1.0 and none["top_class_drop"] == 0.0
     assert info["images"] > 0 and len(info["tied_concepts"]) == 3
+
+
+def test_prediction_change_against_a_hand_count():
+    base = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
+    probs = np.array([[0.5, 0.4, 0.1], [0.1, 0.2, 0.7], [0.2, 0.2, 0.6]])
+    agreement, drop = prediction_change(base, probs)
+    assert agreement == pytest.approx(2 / 3)
+    assert drop == pytest.approx(((0.7 - 0.5) + (0.6 - 0.2) + (0.4 - 0.6)) / 3)
+
+
+def tiny_context(model):
+    network = SimpleNamespace(
+        input_size=32,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.2, 0.2, 0.2),
+        resolve_layer=lambda layer, model=None: "0",
+    )
+    return SimpleNamespace(network=network, layer="conv", model=lambda root: model)
+
+
+def test_ablation_of_any_classifier_measures_its_own_predictions(synthnet):
+    cfg, concepts, store = synthnet
+    result = dissect(concepts, store)
+    torch.manual_seed(0)
+    channels = result.iou.shape[0]
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, channels, 5, stride=4),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(channels, 7),
+    ).eval()
+    table, info = ablation_test(tiny_context(model), concepts, result, {"sizes": [channels]})
+    assert not info["scene_head"] and "balanced_accuracy" not in table.columns
+    units = np.bincount(result.top_concept, minlength=concepts.num_concepts)
+    assert info["groups"] == [str(concepts.names[c]) for c in np.argsort(-units, kind="stable")[:3]]
+    rows = [dict(zip(table.columns, r)) for r in table.rows]
+    everything = [r for r in rows if r["units"] == channels]
+    # all units zeroed: every image gets the bias's class, whichever order they were removed in
+    assert len({(r["agreement"], r["top_class_drop"]) for r in everything}) == 1
+
+
+def test_ablation_of_a_network_without_class_scores_is_one_error(synthnet):
+    cfg, concepts, store = synthnet
+    result = dissect(concepts, store)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    with pytest.raises(ExperimentError, match="not class scores"):
+        ablation_test(tiny_context(model), concepts, result, {"split": "val", "sizes": [1]})
 
 
 def test_ablated_hook_zeroes_only_the_chosen_units():

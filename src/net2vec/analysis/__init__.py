@@ -4,6 +4,13 @@ Every analysis is a plain function of loaded runs (``load_runs``) returning a :c
 (or arrays), so a notebook can call it directly; ``evaluate(cfg)`` is what `evaluate.py` runs.
 """
 
+from net2vec.analysis.concept_images import fig4_image, fig8_image
+from net2vec.analysis.dissection_report import (
+    DissectionRun,
+    dissection_images,
+    is_dissection_run,
+    load_dissection,
+)
 from net2vec.analysis.embeddings import (
     ExpressionError,
     arithmetic_table,
@@ -42,6 +49,12 @@ from net2vec.analysis.spaces import distance_tables, space_distances
 from net2vec.analysis.table import Table, mean_se
 
 __all__ = [
+    "DissectionRun",
+    "dissection_images",
+    "fig4_image",
+    "fig8_image",
+    "is_dissection_run",
+    "load_dissection",
     "Embeddings",
     "ExpressionError",
     "NoRunsError",

@@ -17,6 +17,12 @@ from net2vec.analysis import embedding_figures as efig
 from net2vec.analysis import embeddings as emb
 from net2vec.analysis import figures as fig
 from net2vec.analysis import filters, scores, spaces
+from net2vec.analysis.concept_images import add_fig4_images, add_fig8_section
+from net2vec.analysis.dissection_report import (
+    add_dissection_sections,
+    is_dissection_run,
+    load_dissection,
+)
 from net2vec.analysis.experiment_pages import add_experiment_pages, is_experiments_run
 from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run, load_runs
@@ -61,7 +67,7 @@ def _score_sections(report: Report, runs: list[Run]) -> None:
     report.figure("failures_vs_n_train", fig.failure_figure(runs))
 
 
-def _filter_sections(report: Report, runs: list[Run]) -> None:
+def _filter_sections(report: Report, runs: list[Run], fig8_concepts: int = 4) -> None:
     report.section("Figs. 4-5: filters chosen as best single filter")
     usage = filters.filter_usage(runs)
     report.table("fig5_filter_usage", usage)
@@ -72,6 +78,7 @@ def _filter_sections(report: Report, runs: list[Run]) -> None:
         if len(shared):
             report.table(f"fig4_shared_filters_{slug(run.label)}", shared)
             report.figure(f"fig4_shared_filter_{slug(run.label)}", fig.shared_figure(shared))
+            add_fig4_images(report, run, shared)
     report.section("Fig. 7: per-image IoU distribution")
     per_image = filters.per_image_stats(runs)
     if len(per_image):
@@ -79,6 +86,7 @@ def _filter_sections(report: Report, runs: list[Run]) -> None:
         report.figure("fig7_per_image", efig.per_image_figure(runs))
     else:
         report.note("no run stores per_image IoU (segmentation runs only)")
+    add_fig8_section(report, runs, fig8_concepts)
     report.section("§5.2, Fig. 9: learned weights vs single-filter scores")
     correlations = filters.weight_correlations(runs)
     if len(correlations):
@@ -166,19 +174,27 @@ def analyse(
     tsne: bool = True,
     seed: int = 0,
     experiments: list[str | Path] = (),
+    dissections: list[str | Path] = (),
+    unit_images: int = 8,
+    fig8_concepts: int = 4,
 ) -> Report:
     """Every table and figure for ``runs`` (and the ``experiments`` run directories of
-    experiments.py) into ``out_dir``, with index.html; returns the Report."""
-    if not runs and not experiments:
+    experiments.py, and the ``dissections``: task=netdissect run directories) into ``out_dir``,
+    with index.html; returns the Report."""
+    if not runs and not experiments and not dissections:
         raise NoRunsError("no runs to evaluate: pass runs=[RUN_DIR,...] or sweep=MULTIRUN_DIR")
     report = Report(Path(out_dir))
+    dissected = [load_dissection(path) for path in dissections]
+    add_dissection_sections(report, dissected, unit_images)
     if runs:
         _score_sections(report, runs)
-        _filter_sections(report, runs)
+        _filter_sections(report, runs, fig8_concepts)
         _embedding_sections(report, runs, arithmetic, neighbours, kmeans, tsne, seed)
     add_experiment_pages(report, list(experiments))
     report.write_html(
-        runs=[f"{r.label}: {r.path}" for r in runs] + [f"experiments: {e}" for e in experiments]
+        runs=[f"{r.label}: {r.path}" for r in runs]
+        + [f"{d.label}: {d.path}" for d in dissected]
+        + [f"experiments: {e}" for e in experiments]
     )
     log.info("report: %s", report.out_dir / "index.html")
     return report
@@ -219,7 +235,13 @@ def evaluate(cfg: DictConfig) -> Report:
     experiments = [p for p in given if is_experiments_run(p)] + [
         str(p) for p in cfg.get("experiments") or []
     ]
-    runs = load_runs([p for p in given if not is_experiments_run(p)], cfg.get("sweep"))
+    dissections = [p for p in given if is_dissection_run(p)]
+    if cfg.get("sweep") and Path(cfg.sweep).is_dir():
+        dissections += sorted(str(p.parent) for p in Path(cfg.sweep).rglob("units.csv"))
+    probe_runs = [p for p in given if not is_experiments_run(p) and not is_dissection_run(p)]
+    sweep = Path(cfg.sweep) if cfg.get("sweep") else None
+    sweep_has_probes = sweep is not None and (not sweep.is_dir() or any(sweep.rglob("results.csv")))
+    runs = load_runs(probe_runs, cfg.get("sweep") if sweep_has_probes else None)
     out_dir = output_dir_of(cfg)
     report = analyse(
         runs,
@@ -230,6 +252,9 @@ def evaluate(cfg: DictConfig) -> Report:
         bool(cfg.get("tsne", True)),
         int(cfg.get("seed", 0)),
         experiments=experiments,
+        dissections=dissections,
+        unit_images=int(cfg.get("unit_images", 8)),
+        fig8_concepts=int(cfg.get("fig8_concepts", 4)),
     )
     _log_wandb(cfg, report, runs)
     print(

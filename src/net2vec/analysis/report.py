@@ -61,6 +61,18 @@ class Report:
         self.items.append(("figure", name, path.name, caption))
         return path
 
+    def image(self, name: str, image, caption: str = "") -> Path:
+        """A PIL image (e.g. a strip of dataset images) saved as PNG and shown like a figure."""
+        path = self.out_dir / f"{slug(name)}.png"
+        image.save(path)
+        self.figures[name] = path
+        self.items.append(("figure", name, path.name, caption))
+        return path
+
+    def link(self, text: str, href: str) -> None:
+        """A link to another page of the report (e.g. the paged unit strips)."""
+        self.items.append(("link", text, href))
+
     def figure_file(self, name: str, source: Path, caption: str = "") -> Path:
         """An existing PNG (e.g. written by experiments.py), copied into the report."""
         path = self.out_dir / f"{slug(name)}.png"
@@ -85,6 +97,8 @@ class Report:
                 parts.append(f"<h2>{html.escape(item[1])}</h2><p>{html.escape(item[2])}</p>")
             elif kind == "note":
                 parts.append(f"<p class='note'>{html.escape(item[1])}</p>")
+            elif kind == "link":
+                parts.append(f"<p><a href='{html.escape(item[2])}'>{html.escape(item[1])}</a></p>")
             elif kind == "figure":
                 parts.append(
                     f"<h3>{html.escape(item[1])}</h3><p>{html.escape(item[3])}</p>"

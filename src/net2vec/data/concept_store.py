@@ -280,9 +280,10 @@ def build_concept_store(root: str | Path, path: str | Path, workers: int | None 
                 out.attrs[COMPLETE_ATTR] = True
         finally:
             scratch_path.unlink(missing_ok=True)
-    log.info("concept store: %d labels with images; probes use %d (%d of %d labels excluded: %d "
-             "without train images, %d without val images)", len(kept), len(numbers) - n_excluded,
-             n_excluded, len(numbers), int((n_train == 0).sum()), int((n_val == 0).sum()))
+    log.info("concept store: %d concepts kept for the probes, %d of %d labels excluded (%d without "
+             "train images, %d without val images); %d labels with images for NetDissect",
+             len(numbers) - n_excluded, n_excluded, len(numbers), int((n_train == 0).sum()),
+             int((n_val == 0).sum()), len(kept))
     if first["resized"]:
         log.info("concept store: %d rows had masks other than %dx%d, resized nearest-neighbour",
                  first["resized"], *size)

@@ -8,7 +8,9 @@ which writes, per experiment, CSV tables and a PNG figure into the run directory
   (alignment_rotation.csv, alignment_rotation_summary.csv, alignment_pca.csv, alignment.png);
 - ``robustness`` detectors under input noise, rotation and patch shuffling
   (robustness.csv, robustness.png); needs a real network;
-- ``ablation``   unit ablation on SynthNet's scene head (ablation.csv, ablation.png);
+- ``ablation``   unit ablation of any classifier: agreement with its own top-1 and the drop of
+  its top class's probability as a concept's units are zeroed; scene accuracy too where the
+  network's classes are the dataset's scenes (SynthNet) (ablation.csv, ablation.png);
 - ``summaries``  top concepts per unit / units per concept for every layer
   (layer_units.csv, layer_concepts.csv, layer_detectors.csv, layer_detectors.png).
 
