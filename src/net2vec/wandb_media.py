@@ -41,28 +41,34 @@ def log_results(run, run_dir: Path, header: list[str], rows: list[list], summary
 
     metric = METRIC_NAME.get(summary.get("task"), "score")
     columns, by_category = category_rows(summary)
-    bars = wandb.Table(
-        columns=["category / probe", metric],
-        data=[
-            [f"{r[0]} / {p}", r[columns.index(p)]] for r in by_category for p in ("single", "all")
-        ],
-    )
     media = {
         "results": wandb.Table(columns=header, data=rows),
         "summary_by_category": wandb.Table(columns=columns, data=by_category),
-        "plots/single_vs_all": wandb.plot.bar(
-            bars, "category / probe", metric, title=f"val {metric}: single filter vs all filters"
-        ),
     }
-    sizes = subset_sizes(summary)
-    if sizes:
-        media["plots/score_vs_F"] = subset_plot(summary, sizes, metric)
+    if {"single", "all"} <= set(columns):  # a probe task's summary (not e.g. unit counts)
+        bars = wandb.Table(
+            columns=["category / probe", metric],
+            data=[
+                [f"{r[0]} / {p}", r[columns.index(p)]]
+                for r in by_category
+                for p in ("single", "all")
+            ],
+        )
+        media["plots/single_vs_all"] = wandb.plot.bar(
+            bars, "category / probe", metric, title=f"val {metric}: single filter vs all filters"
+        )
+        sizes = subset_sizes(summary)
+        if sizes:
+            media["plots/score_vs_F"] = subset_plot(summary, sizes, metric)
     run.log(media)
-    run.summary.update({"percent_all_ge_single": summary["percent_all_ge_single"]})
-    artifact = wandb.Artifact(name=f"embeddings-{run.id}", type="embeddings")
-    for name in ("embeddings.h5", "summary.json"):
-        artifact.add_file(str(Path(run_dir) / name))
-    run.log_artifact(artifact)
+    if "percent_all_ge_single" in summary:
+        run.summary.update({"percent_all_ge_single": summary["percent_all_ge_single"]})
+    files = [Path(run_dir) / name for name in ("embeddings.h5", "summary.json")]
+    if all(path.is_file() for path in files):
+        artifact = wandb.Artifact(name=f"embeddings-{run.id}", type="embeddings")
+        for path in files:
+            artifact.add_file(str(path))
+        run.log_artifact(artifact)
 
 
 def subset_plot(summary: dict, sizes: list[int], metric: str):
