@@ -19,6 +19,8 @@ _PUBLIC = {
     "train": "net2vec.pipeline",
     "TorchvisionNetwork": "net2vec.features.networks",
     "SynthNetNetwork": "net2vec.features.synthnet",
+    "TimmNetwork": "net2vec.features.timm_network",
+    "ModuleNetwork": "net2vec.features.module_network",
     "PlantedSource": "net2vec.features.planted",
     "ActivationStore": "net2vec.features.store",
     "Extraction": "net2vec.features.extract",

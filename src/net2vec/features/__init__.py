@@ -2,10 +2,12 @@
 
 from net2vec.features.extract import Extraction, extracted_store
 from net2vec.features.hooks import LayerExtractor, NetworkError
+from net2vec.features.module_network import ModuleNetwork
 from net2vec.features.networks import TorchvisionNetwork
 from net2vec.features.planted import PlantedSource
 from net2vec.features.store import ActivationStore, ActivationStoreError
 from net2vec.features.thresholds import TopQuantile
+from net2vec.features.tokens import spatial_maps
 
 __all__ = [
     "ActivationStore",
@@ -15,6 +17,9 @@ __all__ = [
     "LayerExtractor",
     "NetworkError",
     "TorchvisionNetwork",
+    "ModuleNetwork",
+    "TimmNetwork",
+    "spatial_maps",
     "SynthNetNetwork",
     "PlantedSource",
     "TopQuantile",
@@ -22,6 +27,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name == "TimmNetwork":  # imported on first use: timm's import is slow
+        from net2vec.features.timm_network import TimmNetwork
+
+        return TimmNetwork
     if (
         name == "SynthNetNetwork"
     ):  # imported on first use: `python -m net2vec.features.synthnet` runs cleanly

@@ -33,6 +33,7 @@ from net2vec.features.store import (
     cached_store,
     store_file,
 )
+from net2vec.features.tokens import image_hw
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -48,14 +49,15 @@ class Extraction:
     progress: bool = True
 
 
-def load_image(path: Path, size: int) -> torch.Tensor:
-    """(3, size, size) uint8: RGB, bilinear resize when the image is not size×size."""
+def load_image(path: Path, size) -> torch.Tensor:
+    """(3, H, W) uint8: RGB, bilinear resize when the image is not H×W (`size`: N or (H, W))."""
+    height, width = image_hw(size)
     try:
         image = Image.open(path).convert("RGB")
     except (OSError, ValueError) as error:
         raise ActivationStoreError(f"{path}: cannot read image ({type(error).__name__})") from None
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.BILINEAR)
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
@@ -72,15 +74,9 @@ class ProbeImages(Dataset):
     ``transform(image, row) -> image`` (uint8 in, uint8 out) perturbs the inputs, e.g. the
     robustness experiment's noise, rotations and shuffled patches."""
 
-    def __init__(
-        self, root: str | Path, names, size: int, transform: Callable | None = None
-    ) -> None:
-        self.root, self.names, self.size, self.transform = (
-            Path(root),
-            list(names),
-            int(size),
-            transform,
-        )
+    def __init__(self, root: str | Path, names, size, transform: Callable | None = None) -> None:
+        self.root, self.names, self.transform = Path(root), list(names), transform
+        self.size = image_hw(size)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -158,7 +154,7 @@ def extract(
         )
         trainer.predict(ActivationModule(maps), dataloaders=loader, return_predictions=False)
         width = handle["activations"].shape[3]
-        builder.finish({**attrs, "stride": attrs["input_size"] / width})
+        builder.finish({**attrs, "stride": image_hw(attrs["input_size"])[1] / width})
 
 
 def store_spec(
@@ -179,7 +175,7 @@ def store_spec(
         "arch": str(getattr(network, "arch", type(network).__name__)),
         "weights": network.weights_key(root, cache_dir),
         "module": network.resolve_layer(layer),
-        "input_size": int(network.input_size),
+        "input_size": network.input_size,  # N, or [H, W] when not square
         "dtype": str(extraction.dtype),
         "quantile": float(quantile),
     }

@@ -27,9 +27,11 @@ from torch import nn
 
 from net2vec.features.extract import IMAGENET_MEAN, IMAGENET_STD, extracted_store
 from net2vec.features.hooks import NetworkError
+from net2vec.features.tokens import image_hw, spatial_maps
 
 log = logging.getLogger(__name__)
 HEAD_KEYS = ("fc.weight", "classifier.6.weight", "classifier.weight")  # to infer num_classes
+HEADS = ("fc.", "classifier.", "head.", "heads.")  # a checkpoint may lack them (self-supervised)
 RANDOM = ("null", "none", "random")
 
 
@@ -51,7 +53,10 @@ def file_key(path: str | Path) -> str:
 
 
 class TorchvisionNetwork:
-    """A torchvision classification network, probed at its post-ReLU layers (plain config values)."""
+    """A torchvision classification network, probed at its post-ReLU layers (plain config values).
+
+    ``input_size``: N or [H, W]; ``prefix_tokens``: class/register tokens of token outputs
+    (ViTs: 1); ``layout``: ``auto`` | ``nchw`` | ``nhwc`` | ``tokens`` (features.tokens)."""
 
     mean, std = IMAGENET_MEAN, IMAGENET_STD
 
@@ -60,15 +65,25 @@ class TorchvisionNetwork:
         name: str,
         arch: str,
         weights: str | None = "DEFAULT",
-        input_size: int = 224,
+        input_size=224,
         layers: dict | None = None,
         channels: dict | None = None,
         last_layer: str | None = None,
         init_seed: int = 0,
         builder_kwargs: dict | None = None,
+        prefix_tokens: int | None = None,
+        layout: str = "auto",
+        mean=None,
+        std=None,
     ) -> None:
         self.name, self.arch, self.weights = str(name), str(arch), weights
-        self.input_size, self.init_seed = int(input_size), int(init_seed)
+        height, width = image_hw(input_size)
+        self.input_size = height if height == width else [height, width]
+        self.init_seed = int(init_seed)
+        self.configured_prefix = prefix_tokens
+        self.prefix_tokens, self.layout = int(prefix_tokens or 0), str(layout)
+        self.mean = tuple(mean) if mean is not None else self.mean
+        self.std = tuple(std) if std is not None else self.std
         self.layers = {str(k): str(v) for k, v in dict(layers or {}).items()}
         self.channels = {str(k): int(v) for k, v in dict(channels or {}).items()}
         self.last_layer = last_layer
@@ -144,8 +159,9 @@ class TorchvisionNetwork:
         )
 
     def to_maps(self, output: torch.Tensor) -> torch.Tensor:
-        """A layer's output as (B, K, h, w) maps: a CNN's output already is."""
-        return output
+        """A layer's output as (B, K, h, w) maps: a CNN's output already is; ViT tokens (B, T, D)
+        lose their prefix tokens and become (B, D, h, w) (features.tokens)."""
+        return spatial_maps(output, image_hw(self.input_size), self.prefix_tokens, self.layout)
 
     def activation_store(
         self,
@@ -198,7 +214,8 @@ def _fetch(weights) -> Path:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """State dict of a .pth/.pth.tar file: a `state_dict`/`model` entry if present, `module.` stripped."""
+    """State dict of a .pth/.pth.tar file: a `state_dict`/`model` entry if present, every
+    `module.` (DataParallel wrappers, also inside a path as in Places365's AlexNet) stripped."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise NetworkError(f"network.weights={str(path)!r}: file not found")
@@ -213,21 +230,27 @@ def read_checkpoint(path: str | Path) -> dict:
         state = state.state_dict()
     if not isinstance(state, dict):
         raise NetworkError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {re.sub(r"(^|\.)module\.", r"\1", k): v for k, v in state.items()}
 
 
 def load_weights(model: nn.Module, state: dict, source: str) -> None:
-    """Load `state` strictly (auxiliary-head keys aside); one-line error naming `source`."""
+    """Load `state` strictly (auxiliary heads aside; a missing classifier head stays random);
+    one-line error naming `source`."""
     state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
     own = model.state_dict()
     wrong = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
         raise NetworkError(f"{source}: does not fit the network (shape of {wrong[:4]} differs)")
     result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    missing = [k for k in result.missing_keys if not k.startswith(HEADS)]
+    if missing or result.unexpected_keys:
         raise NetworkError(
-            f"{source}: does not fit the network (missing {result.missing_keys[:4]}, "
+            f"{source}: does not fit the network (missing {missing[:4]}, "
             f"unexpected {result.unexpected_keys[:4]})"
+        )
+    if result.missing_keys:  # a backbone-only checkpoint: the classifier head stays random
+        log.info(
+            "%s: no classifier head (%s ...); it is left at random", source, result.missing_keys[0]
         )
 
 
