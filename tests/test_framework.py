@@ -26,6 +26,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from net2vec.analysis import evaluate
+from net2vec.analysis.dissection_report import load_dissection
 from net2vec.cli import check_choices
 from net2vec.config import ConfigError, check_config
 from net2vec.data.concept_store import ConceptStore
@@ -372,6 +373,48 @@ def check_plots(run_files: Path, summary: dict) -> None:
     for category, row in by_category.items():
         assert points[(category, 4)] == pytest.approx(row["F4"])
         assert points[(category, 64)] == pytest.approx(row["all"])
+
+
+def test_wandb_netdissect_report_holds_every_unit_strip(tmp_path, shared_cache, monkeypatch):
+    """A task=netdissect run on W&B, then evaluate.py logger=wandb on it: the report's run is in
+    the run's group and holds one strip per unit (one page: K = 64 units)."""
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    cfg = compose_config(
+        tmp_path,
+        "network=planted",
+        "task=netdissect",
+        "task.top_images=3",
+        "logger=wandb",
+        f"paths.data_dir={shared_cache}/data",
+        cache=tmp_path / "cache",
+    )
+    train(cfg)
+    run = wandb_run_info(wandb_run(tmp_path / "run")[1])
+    assert (run.name, run.job_type, run.group) == (
+        "planted-conv5-netdissect",
+        "netdissect",
+        str(tmp_path / "run"),
+    )
+    bars = json.loads(
+        next(
+            (tmp_path / "run").glob("wandb/*/files/media/table/plots/detectors_table_*")
+        ).read_text()
+    )
+    counts = json.loads((tmp_path / "run" / "summary.json").read_text())["netdissect"]
+    assert {row[0]: row[1] for row in bars["data"]} == {
+        cat: c["detectors"] for cat, c in counts["by_category"].items()
+    }
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        settings = [f"runs=[{tmp_path / 'run'}]", "logger=wandb", "unit_images=3"]
+        report = evaluate(compose("evaluate", overrides=[*settings, f"output_dir={tmp_path}/r"]))
+    folder, records = wandb_run(tmp_path / "r")
+    assert wandb_run_info(records).group == run.group
+    page = list(folder.glob("files/media/images/netdissect/*/units_page_001_*.png"))
+    units = load_dissection(tmp_path / "run").units
+    assert len(units) == 64 and len(page) == 64
+    assert not list(folder.glob("files/media/images/netdissect/*/units_page_002_*"))
+    figures = list(folder.glob("files/media/images/figures/*.png"))
+    assert len(figures) == len(report.figures) >= 2  # detector bars, best units' strips
 
 
 def test_log_images_takes_figures_arrays_pil_images_and_files(tmp_path):

@@ -195,3 +195,9 @@ def log_run_extras(
     logger.log_metrics(flat)
     if is_wandb(logger):
         wandb_media.log_results(logger.experiment, run_dir, header, rows, summary)
+
+
+def log_dissection_plots(logger, summary: dict) -> None:
+    """With W&B: a task=netdissect run's detector counts per category as bar charts."""
+    if logger is not None and is_wandb(logger):
+        wandb_media.log_detector_plots(logger.experiment, summary["netdissect"])

@@ -36,6 +36,7 @@ from net2vec.loggers import (
     MonotonicSteps,
     build_logger,
     finish_logger,
+    log_dissection_plots,
     log_run_extras,
 )
 from net2vec.memory import return_large_buffers_to_os
@@ -208,6 +209,7 @@ def train(cfg: DictConfig) -> dict:
             summary = write_run_outputs(cfg, outcome, run_dir, stores, config, timer.seconds)
             if isinstance(outcome, DissectionOutcome):
                 log_dissection(logger, *outcome.unit_rows(), summary)
+                log_dissection_plots(logger, summary)
             else:
                 log_run_extras(logger, run_dir, *results_rows(outcome), summary)
         failed = False

@@ -71,6 +71,23 @@ def log_results(run, run_dir: Path, header: list[str], rows: list[list], summary
         run.log_artifact(artifact)
 
 
+def log_detector_plots(run, counts: dict) -> None:
+    """A task=netdissect run's bar charts: detector units and unique concepts per category
+    (``counts``: summary.json's ``netdissect``)."""
+    import wandb
+
+    rows = [[cat, c["detectors"], c["unique_concepts"]] for cat, c in counts["by_category"].items()]
+    table = wandb.Table(columns=["category", "detectors", "unique concepts"], data=rows)
+    run.log(
+        {
+            f"plots/{column.replace(' ', '_')}": wandb.plot.bar(
+                table, "category", column, title=f"{column} per category"
+            )
+            for column in ("detectors", "unique concepts")
+        }
+    )
+
+
 def subset_plot(summary: dict, sizes: list[int], metric: str):
     """Line plot of the mean val score against F, one line per category (F = K: all filters)."""
     import wandb
@@ -109,9 +126,12 @@ def log_report(
     tables: dict[str, tuple[list[str], list[list]]],
     images: Iterable[tuple[str, Any]],
     out_dir: Path,
+    image_lists: dict[str, list[tuple[str, Any]]] | None = None,
 ) -> None:
     """Log an evaluate.py report as a W&B run of its own: ``identity`` (a RunIdentity) names its
-    group and job type, ``settings`` holds project, entity and whether to log offline."""
+    group and job type, ``settings`` holds project, entity and whether to log offline;
+    ``image_lists``: key -> [(caption, image), …], each list shown as one media panel (at most
+    108 images a list, W&B's limit)."""
     import wandb
 
     run = wandb.init(
@@ -129,6 +149,9 @@ def log_report(
     try:
         run.log({f"tables/{n}": wandb.Table(columns=c, data=r) for n, (c, r) in tables.items()})
         count = log_images(run, images)
+        for key, items in (image_lists or {}).items():
+            run.log({key: [as_image(image, caption) for caption, image in items]})
+            count += len(items)
         log.info(
             "W&B: report logged (%d tables, %d images), group %s",
             len(tables),

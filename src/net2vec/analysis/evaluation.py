@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from net2vec.analysis import embedding_figures as efig
 from net2vec.analysis import embeddings as emb
@@ -27,9 +27,9 @@ from net2vec.analysis.experiment_pages import add_experiment_pages, is_experimen
 from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run, load_runs
 from net2vec.analysis.table import Table
-from net2vec.loggers import is_wandb, wandb_offline
-from net2vec.run_identity import flat_config, report_identity
-from net2vec.wandb_media import log_report
+from net2vec.analysis.wandb_report import log_to_wandb
+from net2vec.loggers import is_wandb
+from net2vec.run_identity import flat_config
 
 log = logging.getLogger(__name__)
 
@@ -212,23 +212,6 @@ def output_dir_of(cfg: DictConfig) -> Path:
         raise NoRunsError("output_dir is unset and no Hydra run is active") from None
 
 
-def _log_wandb(cfg: DictConfig, report: Report, runs: list[Run]) -> None:
-    """With logger=wandb: the report (tables, figures, images) as a W&B run of its own, in the
-    group of the runs it evaluates (offline unless logged in)."""
-    if not cfg.get("logger") or not is_wandb(cfg.logger):
-        return
-    logger = OmegaConf.to_container(
-        cfg.logger, resolve=False
-    )  # a training run's keys stay unresolved
-    settings = {k: v for k, v in logger.items() if not (isinstance(v, str) and "${" in v)}
-    settings["offline"] = wandb_offline(settings.get("offline", "auto"))
-    groups = [run.summary.get("config", {}).get("group") for run in runs]
-    config = {**flat_config(cfg), "run_labels": [run.label for run in runs]}
-    identity = report_identity(groups, cfg.get("sweep"), report.out_dir, config)
-    tables = {name: (t.columns, t.rows) for name, t in report.tables.items()}
-    log_report(settings, identity, tables, list(report.figures.items()), report.out_dir)
-
-
 def evaluate(cfg: DictConfig) -> Report:
     """The `python evaluate.py` entry point: runs/sweep in, report (index.html) out."""
     given = [str(path) for path in cfg.get("runs") or []]
@@ -256,7 +239,16 @@ def evaluate(cfg: DictConfig) -> Report:
         unit_images=int(cfg.get("unit_images", 8)),
         fig8_concepts=int(cfg.get("fig8_concepts", 4)),
     )
-    _log_wandb(cfg, report, runs)
+    if cfg.get("logger") and is_wandb(cfg.logger):  # the report as a run in the runs' group
+        log_to_wandb(
+            cfg.logger,
+            flat_config(cfg),
+            cfg.get("sweep"),
+            report,
+            runs,
+            dissections,
+            int(cfg.get("unit_images", 8)),
+        )
     print(
         f"report: {out_dir / 'index.html'} ({len(report.figures)} figures, {len(report.tables)} tables)"
     )
