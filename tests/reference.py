@@ -184,3 +184,57 @@ def reference_probe(data: PairData, init: torch.Tensor | None = None, seed=0, **
     return weights, np.array(
         [val_set_iou(data, c, weights[c], align) for c in range(data.num_concepts)]
     )
+
+
+# ---- probe variants (probe.head=mlp, task.loss=soft_iou, probe.decision=calibrated), one concept at a time
+
+
+def reference_mlp_logits(params, maps: torch.Tensor, mask_size, align_corners=True) -> torch.Tensor:
+    """One concept's mlp head: units_h = ReLU(Σ_k W1[h, k] A_k + b1[h]) at layer resolution,
+    z = Σ_h W2[h] units_h, bilinear upsampling. params = (W1 (H, K), b1 (H,), W2 (H,))."""
+    first, bias, second = params
+    units = torch.relu(torch.einsum("hk,bkyx->bhyx", first, maps) + bias[None, :, None, None])
+    z = torch.einsum("h,bhyx->byx", second, units)[:, None]
+    return F.interpolate(z, size=mask_size, mode="bilinear", align_corners=align_corners)[:, 0]
+
+
+def reference_soft_iou_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """n · sh·sw · (1 − Σ M L / Σ (M + L − M L)) over one concept's pairs."""
+    m = torch.sigmoid(logits)
+    inter = (m * masks).sum()
+    union = m.sum() + masks.sum() - inter
+    return masks.shape[0] * masks.shape[1] * masks.shape[2] * (1 - inter / union)
+
+
+def train_concept_params(
+    data: PairData,
+    concept: int,
+    params,
+    logits_fn,
+    loss_fn,
+    epochs=30,
+    lr=1e-4,
+    momentum=0.9,
+    norm=64,
+):
+    """Full-batch SGD of one concept's parameters: one step per epoch over X_train,c."""
+    sel = np.flatnonzero((data.pair_concept == concept) & (data.split[data.pair_image] == 0))
+    params = [p.detach().clone().float().requires_grad_(True) for p in params]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    maps = data.maps[torch.from_numpy(data.pair_image[sel])]
+    for _ in range(epochs):
+        value = loss_fn(logits_fn(params, maps), data.masks[torch.from_numpy(sel)]) / norm
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    return [p.detach() for p in params]
+
+
+def best_threshold_iou(logits: np.ndarray, masks: np.ndarray) -> float:
+    """Brute force: max over thresholds t (every distinct logit) of the set IoU of {z ≥ t}."""
+    z, positive = logits.ravel(), masks.ravel() > 0.5
+    order = np.argsort(-z, kind="stable")
+    z, positive = z[order], positive[order]
+    tp, fp = np.cumsum(positive), np.cumsum(~positive)
+    last = np.r_[z[1:] != z[:-1], True]  # a threshold keeps every tie
+    return float((tp / (positive.sum() + fp))[last].max())

@@ -37,6 +37,7 @@ def test_default_run_end_to_end(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "concepts with all filters >= single filter" in done.stdout  # the closing table
+    assert "(probe: linear/paper/sigmoid)" in done.stdout  # names the probe variant
     with open(run / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) >= 40 and {r["category"] for r in rows} == {
@@ -49,12 +50,20 @@ def test_default_run_end_to_end(tmp_path):
     learned = np.array([float(r["iou_val"]) for r in rows])
     assert np.all((single >= 0) & (single <= 1)) and np.all((learned >= 0) & (learned <= 1))
     assert single.mean() > 0.01 and learned.mean() > 0.01  # synthnet's filters carry concepts
+    # the paper's effect with the paper's protocol (measured: 84 % of concepts; per category the
+    # learned mean is 1.8-5.7x the single filter's, parts 0.115 vs 0.063)
+    assert np.mean(learned >= single) >= 0.8
+    category = np.array([r["category"] for r in rows])
+    for name in ("color", "object", "part", "material"):
+        chosen = category == name
+        assert learned[chosen].mean() > single[chosen].mean(), name
     with h5py.File(run / "embeddings.h5") as handle:
         assert (
             handle["weights"].shape == (len(rows), 128) and np.isfinite(handle["weights"][:]).all()
         )
         assert handle.attrs["network"] == "synthnet" and handle.attrs["layer"] == "conv5"
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["variant"] == "linear/paper/sigmoid"
     assert summary["percent_all_ge_single"] == pytest.approx(100 * np.mean(learned >= single))
     assert set(summary["timings_s"]) >= {
         "concept_store",

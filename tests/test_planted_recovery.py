@@ -100,3 +100,28 @@ def test_classification_probes_recover_planted_presence(tmp_path, cache):
     )  # top |w| filter is planted
     ones = present & np.isin(r["kind"], ["single", "shared"])
     assert ones.any() and np.all(r["weights"][ones].argmax(1) == r["planted"][ones].argmax(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "variant", [["probe.decision=calibrated"], ["task.loss=soft_iou"], ["probe.head=mlp"]]
+)
+def test_probe_variants_recover_the_planted_code(tmp_path, cache, variant):
+    """The same planted check for each probe variant (no top-F: the mlp head has none)."""
+    r = planted_run(
+        tmp_path,
+        cache,
+        "network.map_size=32",
+        "network.filters=128",
+        "network.categories=[color]",
+        "probe.quantile=0.3",
+        "data.images=200",
+        "task.epochs=30",
+        "task.optimizer.lr=0.5",
+        *variant,
+    )
+    kind, single, learned = r["kind"], r["single_iou_val"], r["iou_val"]
+    ones, spread = kind == "single", kind == "distributed"
+    print(variant, learned[ones].min(), learned[spread].min())
+    np.testing.assert_allclose(learned[ones], single[ones], atol=0.05)
+    assert learned[spread].min() >= 0.9

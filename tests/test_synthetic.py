@@ -161,10 +161,10 @@ def test_ensure_dataset_and_config(tmp_path):
     cfg = OmegaConf.create(
         {"paths": {"data_dir": str(tmp_path)}, "data": OmegaConf.load(CONF / "synthetic.yaml")}
     )
-    assert cfg.data.root == f"{tmp_path}/synthetic-2000-128-0" and cfg.data.generate is True
+    assert cfg.data.root == f"{tmp_path}/synthetic-v2-2000-128-0" and cfg.data.generate is True
     cfg.data.images, cfg.data.size = 6, 32
     root = ensure_dataset(cfg.data)
-    assert root == tmp_path / "synthetic-6-32-0" and (root / "index.csv").is_file()
+    assert root == tmp_path / "synthetic-v2-6-32-0" and (root / "index.csv").is_file()
     assert ensure_dataset(cfg.data) == root  # reused
 
 

@@ -27,8 +27,9 @@ def test_architecture():
     cfg = OmegaConf.load(CONF / "synthnet.yaml")
     for alias, module in cfg.layers.items():  # the config's channels map matches the modules
         assert LayerExtractor(model, module)(x).shape[1] == cfg.channels[alias], alias
-    scene, presence = model(x)
-    assert scene.shape == (2, 5) and presence.shape == (2, 7)
+    scene, presence, dense = model(x)
+    assert scene.shape == (2, 5) and presence.shape == (2, 7) and dense.shape == (2, 1, 8, 8)
+    assert SynthNet(5, 7, num_dense=3)(x)[2].shape == (2, 3, 8, 8)
 
 
 def test_labels_are_scene_and_presence_of_every_other_concept(tmp_path):
@@ -43,6 +44,24 @@ def test_labels_are_scene_and_presence_of_every_other_concept(tmp_path):
         assert scene[i] == (present[0] if present else -100)
         assert presence[i].tolist() == [float(store.presence[i, c]) for c in others]
     assert {store.categories[c] for c in others} >= {"color", "object", "part", "material"}
+
+
+def test_dense_targets_are_the_masks_area_fractions_per_cell(tmp_path):
+    root = generate_synthetic(tmp_path / "syn", images=16, size=64, seed=2, progress=False)
+    store = prepare_concept_store(root, tmp_path / "cache", progress=False)
+    rows = np.flatnonzero(store.split == 0)
+    dense = synthnet.dense_targets(store, rows, (4, 4)).numpy()
+    pixel = np.flatnonzero(store.pixel_level)
+    assert dense.shape == (len(rows), len(pixel), 4, 4)
+    expected = np.zeros(dense.shape)
+    for p in range(len(store.pair_image)):  # brute force: every pair's mask, 8x8 blocks averaged
+        if store.split[store.pair_image[p]] == 0:
+            mask = store.masks(np.array([p]))[0].astype(float)
+            cell = mask.reshape(4, 8, 4, 8).mean((1, 3))
+            i = np.flatnonzero(rows == store.pair_image[p])[0]
+            expected[i, np.flatnonzero(pixel == store.pair_concept[p])[0]] = cell
+    np.testing.assert_array_equal(dense, np.round(expected * 255))
+    assert dense.max() == 255 and (dense > 0).mean() > 0.01
 
 
 def test_training_is_reproducible_and_cached(tmp_path, monkeypatch):

@@ -24,6 +24,13 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"task={cfg.task.get('name')!r}: a task config needs a _target_ (see conf/task/)"
         )
+    variant = {k: cfg.probe.get(k) for k in ("head", "decision")}
+    if cfg.task.get("name") != "seg" and variant != {"head": "linear", "decision": "sigmoid"}:
+        if any(v is not None for v in variant.values()):
+            raise ConfigError(
+                f"probe.head={variant['head']}, probe.decision={variant['decision']}: "
+                "the probe variants are defined for task=seg only; use linear and sigmoid"
+            )
     if "network" in cfg and "layer" in cfg:
         check_layer(cfg)
 

@@ -50,6 +50,17 @@ class ProbeOutcome:
     )  # F -> score_val, weights, bias, filters
     filter_scores: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (C, K)
     per_image: dict[str, np.ndarray] = field(default_factory=dict)  # val pairs (seg)
+    variant: dict = field(default_factory=dict)  # probe variant: head, loss, decision (seg)
+    probe_columns: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. logit_threshold
+
+    @property
+    def variant_name(self) -> str:
+        """E.g. ``linear/paper/sigmoid`` (head/loss/decision); the paper's probe when empty."""
+        v = self.variant
+        if not v:
+            return "linear"
+        head = f"mlp{v.get('hidden', '')}" if v.get("head") == "mlp" else "linear"
+        return f"{head}/{v.get('loss')}/{v.get('decision')}"
 
     @property
     def metric(self) -> str:
@@ -77,6 +88,9 @@ def results_rows(outcome: ProbeOutcome) -> tuple[list[str], list[list]]:
         columns.append(values)
     header.append(f"{metric}_val")
     columns.append(outcome.score_val)
+    for name, values in outcome.probe_columns.items():
+        header.append(name)
+        columns.append(values)
     for size in sorted(outcome.subsets):
         header.append(f"{metric}_val_F{size}")
         columns.append(outcome.subsets[size]["score_val"])
@@ -164,6 +178,8 @@ def build_summary(outcome: ProbeOutcome, config: dict, timings: dict, stores: di
         },
         "mean_by_category": category_means(outcome),
         "percent_all_ge_single": float(100.0 * better.mean()) if len(better) else float("nan"),
+        "variant": outcome.variant_name,
+        "probe": dict(outcome.variant),
         "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
         "versions": package_versions(),
         "stores": stores,
@@ -186,10 +202,15 @@ def write_outputs(
 def format_summary_table(summary: dict) -> str:
     """A short text table: mean score by category, single filter vs all filters."""
     metric = "set IoU" if summary["task"] == "seg" else "balanced accuracy"
-    lines = [f"mean val {metric} by category", f"{'category':<12}{'n':>6}{'single':>10}{'all':>10}"]
+    lines = [
+        f"mean val {metric} by category (probe: {summary.get('variant', 'linear')})",
+        f"{'category':<12}{'n':>6}{'single':>10}{'all':>10}",
+    ]
     for category, row in summary["mean_by_category"].items():
         lines.append(f"{category:<12}{row['n']:>6}{row['single']:>10.3f}{row['all']:>10.3f}")
     lines.append(
         f"concepts with all filters >= single filter: {summary['percent_all_ge_single']:.1f} %"
     )
+    if summary.get("probe", {}).get("head") == "mlp":
+        lines.append("embeddings.h5 weights and top-F: linear head only (zeros for probe.head=mlp)")
     return "\n".join(lines)

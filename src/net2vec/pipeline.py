@@ -145,6 +145,10 @@ def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitt
         "seed": cfg.seed,
         "trainer": {"max_epochs": cfg.trainer.max_epochs},
     }
+    if (
+        cfg.probe.get("head", "linear") != "linear"
+    ):  # the head's parameters (decision: after the fit)
+        key["probe"] = {"head": cfg.probe.head, "hidden": cfg.probe.hidden}
     trainer = hydra.utils.instantiate(cfg.trainer, _partial_=True)
     name = f"{cfg.network.name}-{cfg.layer}-{cfg.task.name}"
     callbacks = [CategoryScores(stores.concepts.categories)]
@@ -179,6 +183,9 @@ def short_config(cfg: DictConfig) -> dict:
         "seed": cfg.seed,
         "epochs": cfg.task.get("epochs"),
         "lr": cfg.task.optimizer.lr if "optimizer" in cfg.task else None,
+        "loss": cfg.task.get("loss"),
+        "head": cfg.probe.get("head", "linear"),
+        "decision": cfg.probe.get("decision", "sigmoid"),
     }
 
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from net2vec.analysis import embedding_figures as efig
 from net2vec.analysis import embeddings as emb
 from net2vec.analysis import figures as fig
-from net2vec.analysis import filters, scores, spaces
+from net2vec.analysis import filters, scores, spaces, variants
 from net2vec.analysis.concept_images import add_fig4_images, add_fig8_section
 from net2vec.analysis.dissection_report import (
     add_dissection_sections,
@@ -65,6 +65,19 @@ def _score_sections(report: Report, runs: list[Run]) -> None:
     )
     report.table("failures_by_n_train", scores.failures_by_train_size(runs))
     report.figure("failures_vs_n_train", fig.failure_figure(runs))
+    report.section(
+        "Probe variants: linear/mlp head, paper/bce/soft_iou loss, sigmoid/calibrated decision"
+    )
+    report.table(
+        "variants_by_category",
+        variants.variant_categories(runs),
+        "per run (probe variant): % of concepts with learned val set IoU >= best single filter, means",
+    )
+    report.table(
+        "variants_by_size",
+        variants.variant_sizes(runs),
+        "the same against concept size (mean mask fraction) and nesting (parts lie inside objects)",
+    )
 
 
 def _filter_sections(report: Report, runs: list[Run], fig8_concepts: int = 4) -> None:
@@ -133,10 +146,16 @@ def _map_sections(report: Report, runs: list[Run], clusters: int, tsne: bool, se
 def _embedding_sections(
     report: Report, runs: list[Run], expressions, k: int, clusters: int, tsne: bool, seed: int
 ) -> None:
-    runs = [r for r in runs if r.embeddings is not None and len(r.concepts) > 1]
+    linear = [variants.variant_of(r).startswith("linear") for r in runs]
+    nonlinear = [f"{r.label} ({variants.variant_of(r)})" for r, ok in zip(runs, linear) if not ok]
+    runs = [
+        r for r, ok in zip(runs, linear) if ok and r.embeddings is not None and len(r.concepts) > 1
+    ]
     report.section("§5.3: concept embeddings")
+    if nonlinear:
+        report.note(f"left out (concept vectors are defined for the linear head only): {nonlinear}")
     if not runs:
-        report.note("no run has embeddings.h5")
+        report.note("no run has embeddings.h5 of a linear probe")
         return
     report.table(
         "table2_neighbours", emb.neighbour_table(runs, k), "nearest concepts by cosine of w/||w||"

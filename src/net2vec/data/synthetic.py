@@ -2,15 +2,18 @@
 
 Images are drawn from a catalogue of concepts in the six BRODEN categories:
 
-- scene images (75 %): a scene (image-level) fixes the background stuff (sky/wall above,
+- scene images (40 %): a scene (image-level) fixes the background stuff (sky/wall above,
   road/floor/grass/water below) and which objects appear, with scene-specific probabilities;
+- close-up images (40 %): one object, uniformly drawn, fills the frame (its longer side 0.8-1.3
+  frames, so often cropped) over its stuff, as in the part-annotated photographs of BRODEN
+  (Pascal-Part): parts are large enough to be seen at a stride-16 layer's resolution (no scene);
 - objects are assembled from named parts (car = body + window + wheel, bus = body + window +
   door + wheel, ...; several parts are shared between objects, and `door`/`window` are both
   objects and parts, i.e. labels of two categories). Sub-parts (hub, handle, eye, hair, ...)
   lie on a second part plane, inside their coarse part, so part pixels carry two labels;
 - every region has a colour (11 BRODEN colours, pixel level) and most a material (pixel
   level), rendered as a fine luminance pattern over the colour (wood grain, brick, tile ...);
-- texture images (25 %): the whole image is a two-colour pattern (striped, chequered ...),
+- texture images (20 %): the whole image is a two-colour pattern (striped, chequered ...),
   labelled with that texture (image level) and its colours.
 
 Label maps are drawn at mask resolution (size/2) and the image is rendered from them at full
@@ -45,8 +48,10 @@ MATERIALS = ("wood", "metal", "glass", "fabric", "plastic", "stone", "rubber", "
              "tile", "skin", "foliage", "ceramic", "water", "leather")
 TEXTURES = ("striped", "banded", "lined", "zigzagged", "chequered", "dotted", "polka-dotted", "grid",
             "crosshatched", "wavy", "spiralled", "sprinkled", "blotchy")
-SCENE_IMAGE_FRACTION = 0.75
+SCENE_IMAGE_FRACTION = 0.4
+CLOSEUP_IMAGE_FRACTION = 0.4  # after scene images; the rest are texture images
 VAL_FRACTION = 0.3
+VERSION = 2  # in synthetic.json: bump when the drawing changes (a set of another version is redrawn elsewhere)
 
 # name: (region, width range (fraction of mask size), aspect h/w, colours, material,
 #        parts [(part, shape, box x0 y0 x1 y1 in the object's box, colour|None, material|None, plane)])
@@ -340,6 +345,25 @@ def _draw_scene(cat: Catalogue, rng: np.random.Generator, maps: dict, scene: str
         _draw_object(cat, maps, name, box, colour)
 
 
+def _draw_closeup(cat: Catalogue, rng: np.random.Generator, maps: dict, name: str) -> None:
+    """One object filling most of the frame (as in part-annotated photographs), over its stuff."""
+    spec = cat.objects[name]
+    m = maps["color"].shape[0]
+    upper, lower = ("sky", "grass") if spec[0] == "sky" else (("wall", "floor") if rng.random() < .5 else ("sky", "road"))
+    horizon = int(m * rng.uniform(.4, .7))
+    for stuff, rows in ((upper, slice(0, horizon)), (lower, slice(horizon, m))):
+        colours, material = STUFF[stuff]
+        maps["object"][rows] = cat.numbers[stuff]
+        maps["color"][rows] = cat.numbers[str(rng.choice(colours.split()))]
+        maps["material"][rows] = cat.numbers[material] if material else 0
+    aspect = spec[2]
+    width = m * rng.uniform(.8, 1.3) / max(aspect, 1.0)  # the longer side: 0.8-1.3 frames (cropped)
+    height = width * aspect
+    left = (m - width) / 2 + rng.uniform(-.15, .15) * m
+    top = (m - height) / 2 + rng.uniform(-.15, .15) * m
+    _draw_object(cat, maps, name, (left, top, width, height), str(rng.choice(spec[3].split())))
+
+
 def _texture_pattern(spec: tuple, m: int, rng: np.random.Generator) -> np.ndarray:
     """A two-valued pattern of the texture at mask resolution, random phase."""
     y, x = np.mgrid[0:m, 0:m] + rng.integers(0, 12, size=2)[:, None, None]
@@ -413,11 +437,15 @@ def render(cat: Catalogue, seed: int, index: int, size: int, paint: bool = True)
     maps = {plane: np.zeros((m, m), np.int32) for planes in PLANES.values() for plane in planes}
     split = "val" if rng.random() < VAL_FRACTION else "train"
     scene = texture = None
-    if rng.random() < SCENE_IMAGE_FRACTION:
+    kind = rng.random()
+    if kind < SCENE_IMAGE_FRACTION:
         names = list(cat.scenes)
         name = names[rng.choice(len(names), p=_zipf(len(names)))]
         _draw_scene(cat, rng, maps, name)
         scene = cat.numbers[name]
+    elif kind < SCENE_IMAGE_FRACTION + CLOSEUP_IMAGE_FRACTION:
+        names = list(cat.objects)
+        _draw_closeup(cat, rng, maps, names[rng.integers(len(names))])
     else:
         names = list(cat.textures)
         name = names[rng.choice(len(names), p=_zipf(len(names), .7))]
@@ -538,7 +566,7 @@ def generate_synthetic(out: str | Path, images: int = 2000, size: int = 128, see
     An existing complete set with the same parameters is reused; one with other parameters is
     an error (choose another `out`)."""
     out = Path(out)
-    params = {"images": int(images), "size": int(size), "seed": int(seed), "concepts": concepts}
+    params = {"images": int(images), "size": int(size), "seed": int(seed), "concepts": concepts, "version": VERSION}
     if (out / "index.csv").is_file():
         found = json.loads((out / "synthetic.json").read_text()) if (out / "synthetic.json").is_file() else None
         if found is not None and {k: found.get(k) for k in params} != params:

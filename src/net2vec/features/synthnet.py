@@ -5,7 +5,11 @@ module's output is the post-ReLU map the probes read (alias ``conv5`` -> module 
 conv1-conv4 have stride 2 (16, 32, 64, 128 filters), conv5 stride 1 (128 filters): 8×8 at
 128 px input (stride 16). Two heads on the spatially averaged conv5: ``scene`` (softmax over the
 dataset's scene concepts) and ``presence`` (multi-label presence of every other concept: colours,
-objects, parts, materials, textures). Labels come from the concept store, train split only.
+objects, parts, materials, textures), and one per-location head ``dense`` (1×1 conv on conv5:
+the area fraction of every pixel-level concept in each conv5 cell, BCE), a segmentation task
+that needs parts, materials and colours where they are, as the networks Net2Vec probes learn
+them from their data (conv5 gets localised part and material detectors). Labels come from the
+concept store, train split only.
 
 `train_synthnet` is reproducible: seeded init, shuffling and flips, and a fixed single intra-op
 thread (bit-identical on CPU for a given seed, whatever the thread setting of the caller; on a
@@ -42,7 +46,8 @@ INPUT_SIZE = 128
 WIDTHS = (16, 32, 64, 128, 128)
 STRIDES = (2, 2, 2, 2, 1)
 EPOCHS = 12
-VERSION = 2  # in the cached checkpoint's name: bump when the architecture or training changes
+DENSE_WEIGHT = 1.0  # weight of the per-location (segmentation) loss against the image-level ones
+VERSION = 3  # in the cached checkpoint's name: bump when the architecture or training changes
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -55,20 +60,32 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 class SynthNet(nn.Module):
     """conv1 … conv5 (8×8 at 128 px input) + scene (softmax) and concept-presence (sigmoid) heads."""
 
-    def __init__(self, num_scenes: int = 16, num_labels: int = 32, widths: tuple = WIDTHS) -> None:
+    def __init__(
+        self,
+        num_scenes: int = 16,
+        num_labels: int = 32,
+        widths: tuple = WIDTHS,
+        num_dense: int = 1,
+    ) -> None:
         super().__init__()
         w = [3] + list(widths)
         for i, stride in enumerate(STRIDES):
             setattr(self, f"conv{i + 1}", _block(w[i], w[i + 1], stride))
         self.scene = nn.Linear(w[5], max(num_scenes, 1))
         self.presence = nn.Linear(w[5], max(num_labels, 1))
-        self.config = {"num_scenes": num_scenes, "num_labels": num_labels, "widths": w[1:]}
+        self.dense = nn.Conv2d(w[5], max(num_dense, 1), 1)
+        self.config = {
+            "num_scenes": num_scenes,
+            "num_labels": num_labels,
+            "widths": w[1:],
+            "num_dense": num_dense,
+        }
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scene logits, concept-presence logits)."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scene logits, concept-presence logits, per-location pixel-concept logits (B, D, h, w))."""
         x = self.conv5(self.conv4(self.conv3(self.conv2(self.conv1(x)))))
         pooled = x.mean((2, 3))
-        return self.scene(pooled), self.presence(pooled)
+        return self.scene(pooled), self.presence(pooled), self.dense(x)
 
 
 def load_synthnet(path: str | Path) -> SynthNet:
@@ -112,6 +129,26 @@ def _labels(store) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rows, target, store.presence[:, others].astype(np.float32)
 
 
+def dense_targets(store, rows: np.ndarray, map_size: tuple[int, int]) -> torch.Tensor:
+    """(len(rows), D, h, w) uint8: 255 × the fraction of each layer cell covered by each of the D
+    pixel-level concepts (area pooling of the masks to conv5's resolution)."""
+    pixel = np.flatnonzero(store.pixel_level)
+    column = np.full(store.num_concepts, -1)
+    column[pixel] = np.arange(len(pixel))
+    position = np.full(store.num_images, -1)
+    position[rows] = np.arange(len(rows))
+    out = torch.zeros((len(rows), len(pixel), *map_size), dtype=torch.uint8)
+    pairs = np.flatnonzero(position[store.pair_image] >= 0)
+    for start in range(0, len(pairs), 4096):
+        chunk = pairs[start : start + 4096]
+        masks = torch.from_numpy(store.masks(chunk)).float()[:, None]
+        cover = F.adaptive_avg_pool2d(masks, map_size)[:, 0]
+        image = torch.from_numpy(position[store.pair_image[chunk]])
+        concept = torch.from_numpy(column[store.pair_concept[chunk]])
+        out[image, concept] = (cover * 255).round().to(torch.uint8)
+    return out
+
+
 @contextlib.contextmanager
 def single_thread():
     """One intra-op thread inside the block (reproducible, and fast on a shared machine)."""
@@ -124,14 +161,22 @@ def single_thread():
 
 
 def _loss(
-    model: SynthNet, x: torch.Tensor, scene: torch.Tensor, presence: torch.Tensor
+    model: SynthNet,
+    x: torch.Tensor,
+    scene: torch.Tensor,
+    presence: torch.Tensor,
+    dense: torch.Tensor,
 ) -> torch.Tensor:
-    """Multi-label BCE on concept presence + softmax cross-entropy on the scene (when labelled)."""
-    scene_logits, presence_logits = model(x)
+    """Multi-label BCE on concept presence + softmax cross-entropy on the scene (when labelled)
+    + BCE of every conv5 location against the area fraction of each pixel-level concept there
+    (the segmentation task that makes conv5 hold part, material and colour detectors)."""
+    scene_logits, presence_logits, dense_logits = model(x)
     loss = F.binary_cross_entropy_with_logits(presence_logits, presence)
     if (scene >= 0).any():
         loss = loss + F.cross_entropy(scene_logits, scene, ignore_index=-100)
-    return loss
+    target = dense.float() / 255
+    per_concept = F.binary_cross_entropy_with_logits(dense_logits, target, reduction="none")
+    return loss + DENSE_WEIGHT * per_concept.mean((0, 2, 3)).sum() / 10
 
 
 def _fit(
@@ -139,6 +184,7 @@ def _fit(
     images: torch.Tensor,
     scene: torch.Tensor,
     presence: torch.Tensor,
+    dense: torch.Tensor,
     epochs: int,
     seed: int,
     batch_size: int,
@@ -159,10 +205,11 @@ def _fit(
         for start in range(0, n, batch_size):
             pick = order[start : start + batch_size]
             x = (images[pick].float() / 255 - MEAN) / STD
-            x = torch.where(flips[pick].view(-1, 1, 1, 1), x.flip(3), x)
-            loss = _loss(
-                model, x.contiguous(memory_format=torch.channels_last), scene[pick], presence[pick]
-            )
+            flip = flips[pick].view(-1, 1, 1, 1)
+            x = torch.where(flip, x.flip(3), x)
+            cover = torch.where(flip, dense[pick].flip(3), dense[pick])
+            x = x.contiguous(memory_format=torch.channels_last)
+            loss = _loss(model, x, scene[pick], presence[pick], cover)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -187,15 +234,19 @@ def train_synthnet(
         store = prepare_concept_store(data_root, cache_dir or scratch, progress=False)
         rows, scene, presence = _labels(store)
         images = load_images(data_root, store.images[rows])
+        side = INPUT_SIZE // int(np.prod(STRIDES))
+        dense = dense_targets(store, rows, (side, side))
     with single_thread(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = SynthNet(int(scene.max()) + 1 if (scene >= 0).any() else 1, presence.shape[1])
+        num_scenes = int(scene.max()) + 1 if (scene >= 0).any() else 1
+        model = SynthNet(num_scenes, presence.shape[1], num_dense=dense.shape[1])
         model = model.to(memory_format=torch.channels_last)
         _fit(
             model,
             images,
             torch.from_numpy(scene[rows]).long(),
             torch.from_numpy(presence[rows]),
+            dense,
             epochs,
             seed,
             batch_size,

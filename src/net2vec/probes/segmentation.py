@@ -6,11 +6,18 @@ and every head s, the logit map is computed at layer resolution,
 
     Z_sp = Σ_k w[s, c_p, k] · maps[i_p, k]      (h × w; never an N × C full-resolution tensor)
 
-then upsampled by two matmuls to sh × sw; M = σ(S(Z)). The paper's loss
+then upsampled by two matmuls to sh × sw; M = σ(S(Z)). With ``head="mlp"`` (one head, no
+top-F subsets) Z is a small per-concept non-linear head on the same thresholded maps: H hidden
+units ReLU(Σ_k W1[h, c, k] · maps[i, k] + b1[h, c]) combined by W2[c, h] (a 1×1-conv hidden layer).
+The paper's loss
 −Σ_pixels [α M L + (1−α)(1−M)(1−L)] equals −Σ_pixels M · (L − (1−α)) + const, so the hot path
 is one sigmoid and one product with a per-pair coefficient map. Each pair's loss is divided by
 the reference batch size (64), so every concept gets, per epoch, the summed gradient of
-one-concept-at-a-time training. Prediction: M > 0.5, i.e. logit > 0.
+one-concept-at-a-time training. ``loss="soft_iou"`` instead minimises, per concept in the
+batch, n_c · sh·sw · (1 − soft set IoU) with soft set IoU = Σ M L / Σ (M + L − M L) over the
+concept's pairs (the score the probe is judged by; n_c pairs, scaled like the paper's per-pixel
+sum). Prediction: M > 0.5, i.e. logit > 0, or with ``decision="calibrated"`` logit ≥ t_c, a
+per-concept threshold chosen on the train split (probes.decision).
 
 Under DDP the training step scales the loss by the world size (probes.base); metric states are
 sums, reduced over ranks.
@@ -26,10 +33,12 @@ import torch.nn.functional as F
 
 from net2vec.metrics.iou import PerImageIoU, SetIoU, ratio
 from net2vec.probes.base import ConceptProbe, init_weights  # noqa: F401  (init_weights: public here too)
+from net2vec.probes.decision import DECISIONS, ThresholdSearch
 from net2vec.probes.single_filter import pair_slots
 from net2vec.probes.upsample import upsampling_matrices
 
-LOSSES = ("paper", "bce")
+LOSSES = ("paper", "bce", "soft_iou")
+HEADS = ("linear", "mlp")
 
 
 def pair_maps(
@@ -51,6 +60,22 @@ def upsample_rows(z: torch.Tensor, mask_size: tuple[int, int], align_corners: bo
     u_h, u_w_t = upsampling_matrices(mask_size, (h, w), align_corners, z.dtype, z.device)
     rows = u_h @ z.permute(2, 0, 1, 3).reshape(h, -1)  # (sh, S·P·w)
     return rows.view(mask_size[0], heads * pairs, w).transpose(0, 1).reshape(-1, w), u_w_t
+
+
+def soft_iou_loss(
+    logits: torch.Tensor, masks: torch.Tensor, concept: torch.Tensor, num_concepts: int
+) -> torch.Tensor:
+    """Σ over heads and the batch's concepts of n_c · sh·sw · (1 − soft set IoU of c)."""
+    prob = logits.sigmoid()  # (S, P, sh, sw)
+    heads = prob.shape[0]
+    inter = prob.new_zeros(heads, num_concepts).index_add_(1, concept, (prob * masks).sum((2, 3)))
+    both = prob.new_zeros(heads, num_concepts).index_add_(1, concept, prob.sum((2, 3)))
+    both = both + prob.new_zeros(num_concepts).index_add_(0, concept, masks.sum((1, 2)))
+    pixels = masks.shape[1] * masks.shape[2]
+    weight = torch.bincount(concept, minlength=num_concepts).to(prob.dtype) * pixels
+    seen = weight > 0
+    iou = inter[:, seen] / (both[:, seen] - inter[:, seen]).clamp(min=1e-6)
+    return (weight[seen] * (1 - iou)).sum()
 
 
 class PaperLoss(torch.autograd.Function):
@@ -100,10 +125,20 @@ class SegmentationProbe(ConceptProbe):
         seed: int = 0,
         initial_weights=None,
         all_filters_head: bool = True,
+        head: str = "linear",
+        hidden: int = 8,
+        decision: str = "sigmoid",
     ) -> None:
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"loss={loss!r}: expected one of {LOSSES}")
+        for name, value, allowed in (
+            ("task.loss", loss, LOSSES),
+            ("probe.head", head, HEADS),
+            ("probe.decision", decision, DECISIONS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r}: expected one of {allowed}")
+        if head == "mlp" and subsets:
+            raise ValueError("probe.head=mlp: top-F subsets are defined for the linear head only")
         self.save_hyperparameters(
             ignore=["alpha", "mask", "optimizer", "scheduler", "initial_weights"]
         )
@@ -111,6 +146,9 @@ class SegmentationProbe(ConceptProbe):
             num_concepts, num_filters, mask, subsets, all_filters_head, seed, initial_weights
         )
         self.bias = torch.nn.Parameter(torch.zeros(self.heads, num_concepts)) if bias else None
+        if head == "mlp":
+            self.setup_mlp(num_concepts, num_filters, int(hidden), seed)
+        self.register_buffer("threshold", torch.zeros(self.heads, num_concepts))
         self.register_buffer("alpha", torch.as_tensor(np.asarray(alpha), dtype=torch.float32))
         self.set_factories(
             optimizer or functools.partial(torch.optim.SGD, lr=1e-4, momentum=0.9), scheduler
@@ -120,10 +158,27 @@ class SegmentationProbe(ConceptProbe):
         self.val_iou = self.val_union = None
         self.val_per_image: dict[str, np.ndarray] = {}
 
+    def setup_mlp(self, num_concepts: int, num_filters: int, hidden: int, seed: int) -> None:
+        """The non-linear head: W1 (H, C, K), b1 (H, C) zero, W2 (C, H) U(±1/√H); seeded."""
+        first = torch.stack(
+            [init_weights(num_concepts, num_filters, seed + 1 + h) for h in range(hidden)]
+        )
+        second = init_weights(num_concepts, hidden, seed + 1 + hidden)
+        self.hidden_weight = torch.nn.Parameter(first)
+        self.hidden_bias = torch.nn.Parameter(torch.zeros(hidden, num_concepts))
+        self.out_weight = torch.nn.Parameter(second)
+        self.weight.requires_grad_(False)  # the linear weights are not used by this head
+
     def layer_logits(self, batch: dict) -> torch.Tensor:
         """Z of every head for every pair at layer resolution (S, P, h, w), bias included."""
         pair_image, pair_concept = batch["pair_image"].long(), batch["pair_concept"].long()
-        z = pair_maps(self.effective_weights(), batch["maps"].float(), pair_image, pair_concept)
+        maps = batch["maps"].float()
+        if self.hparams.head == "mlp":
+            units = pair_maps(self.hidden_weight, maps, pair_image, pair_concept)  # (H, P, h, w)
+            units = (units + self.hidden_bias[:, pair_concept, None, None]).relu()
+            z = torch.einsum("hpyx,ph->pyx", units, self.out_weight[pair_concept])[None]
+        else:
+            z = pair_maps(self.effective_weights(), maps, pair_image, pair_concept)
         if self.bias is not None:  # rows of U sum to 1: a bias before upsampling is the same after
             z = z + self.bias[:, pair_concept, None, None]
         return z
@@ -142,7 +197,11 @@ class SegmentationProbe(ConceptProbe):
         if masks.shape[0] == 0:  # no pairs in this batch: nothing to learn, keep the graph
             return self.weight.sum() * 0.0
         beta = 1.0 - self.alpha[batch["pair_concept"].long()]  # 1 − α per pair
-        if self.hparams.loss == "paper":
+        if self.hparams.loss == "soft_iou":
+            total = soft_iou_loss(
+                self(batch), masks, batch["pair_concept"].long(), self.hparams.num_concepts
+            )
+        elif self.hparams.loss == "paper":
             rows, u_w_t = upsample_rows(
                 self.layer_logits(batch), tuple(masks.shape[-2:]), self.hparams.align_corners
             )
@@ -167,9 +226,9 @@ class SegmentationProbe(ConceptProbe):
             )
             return
         logits = self(batch)
-        pred = logits > 0  # σ > 0.5
         target = batch["masks"] > 0.5
         concept = batch["pair_concept"].long()
+        pred = self.decide(logits, concept)
         num_concepts = self.hparams.num_concepts
         index = (
             torch.arange(self.heads, device=concept.device)[:, None] * num_concepts + concept
@@ -177,6 +236,34 @@ class SegmentationProbe(ConceptProbe):
         self.set_iou.update(pred.flatten(0, 1), target.expand_as(pred).flatten(0, 1), index)
         image = batch["image_index"].long()[batch["pair_image"].long()]
         self.per_image.update(pred[0], target, concept, image)
+
+    def decide(self, logits: torch.Tensor, concept: torch.Tensor) -> torch.Tensor:
+        """Predicted masks: σ > 0.5 (logit > 0), or logit ≥ the calibrated threshold of the concept."""
+        if self.hparams.decision == "sigmoid":
+            return logits > 0
+        return logits >= self.threshold[:, concept, None, None]
+
+    def logit_bound(self) -> torch.Tensor:
+        """(S, C) bound on |logit| at any pixel (maps are 0/1, upsampling is a convex combination)."""
+        if self.hparams.head == "mlp":
+            units = self.hidden_weight.abs().sum(-1) + self.hidden_bias.abs()  # (H, C)
+            bound = (self.out_weight.abs() * units.T).sum(1)[None]
+        else:
+            bound = self.effective_weights().abs().sum(-1)
+        return bound + (self.bias.abs() if self.bias is not None else 0.0)
+
+    @torch.no_grad()
+    def calibrate(self, batches) -> torch.Tensor:
+        """Set every (head, concept) threshold to maximise train set IoU over `batches` (train
+        pairs); returns the (S, C) train set IoU reached. See probes.decision."""
+        search = ThresholdSearch(self.logit_bound())
+        for batch in batches:
+            if len(batch["pair_concept"]):
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                search.update(self(batch), batch["masks"], batch["pair_concept"].long())
+        threshold, score = search.best()
+        self.threshold.copy_(threshold)
+        return score
 
     def on_validation_epoch_end(self) -> None:
         shape = (self.heads, self.hparams.num_concepts)

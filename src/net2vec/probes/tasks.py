@@ -43,6 +43,7 @@ class ProbeTask:
         single = self.single_filter(datamodule, concepts, num_filters, timer)
         with timer("probe_all_filters"):
             probe = fitter.fit_all_filters(self.probe(datamodule, num_filters, []), datamodule)
+            self.decide(probe, datamodule, fitter)
         weights = probe.effective_weights()[0].detach().cpu().numpy()
         sizes = self.subset_sizes(listed)
         parts = {}
@@ -52,12 +53,16 @@ class ProbeTask:
                     datamodule, num_filters, sizes, mask=subset_masks(weights, sizes)[1:]
                 )
                 fitter.fit(subset_probe, datamodule, "subsets", subsets=sizes)
+                self.decide(subset_probe, datamodule, fitter)
             parts = subset_parts(subset_probe, weights, sizes)
         return self.outcome(concepts, single, probe, weights, parts, listed)
 
     def single_filter(self, datamodule, concepts, num_filters: int, timer):
         """The best single filter per concept, where the task scores it before the probes."""
         return None
+
+    def decide(self, probe, datamodule, fitter: Fitter) -> None:
+        """After a fit: settle the probe's decision rule (σ = 0.5 needs nothing)."""
 
     def subset_sizes(self, listed: list[int]) -> list[int]:
         """The F values to train (the listed ones; classification adds F = 1)."""
@@ -126,6 +131,15 @@ class SegmentationTask(ProbeTask):
                 align_corners=self.align_corners,
             )
 
+    def decide(self, probe, datamodule, fitter: Fitter) -> None:
+        """``probe.decision=calibrated``: thresholds from the train split, then validate again."""
+        if probe.hparams.decision == "calibrated":
+            batches = tqdm(
+                datamodule.probe_dataloader(split=0), desc="calibrating", mininterval=1, leave=False
+            )
+            probe.calibrate(batches)
+            fitter.validate(probe, datamodule)
+
     def probe(self, datamodule, num_filters: int, subsets: list[int], mask=None):
         concepts = datamodule.concepts
         return self.module(
@@ -148,6 +162,8 @@ class SegmentationTask(ProbeTask):
         for part in parts.values():
             for key in ("score_val", "weights", "bias", "filters"):
                 part[key] = part[key][keep]
+        if probe.hparams.head != "linear":  # concept vectors are defined for the linear head only
+            weights = np.zeros_like(weights)
         return ProbeOutcome(
             task="seg",
             names=concepts.names[keep],
@@ -166,7 +182,16 @@ class SegmentationTask(ProbeTask):
             subsets=parts,
             filter_scores={"train": single.iou_train[keep], "val": single.iou_val[keep]},
             per_image=per_image,
+            variant={k: probe.hparams[k] for k in ("head", "hidden", "loss", "decision")},
+            probe_columns=probe_columns(probe, keep),
         )
+
+
+def probe_columns(probe, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """results.csv columns a variant adds: the calibrated logit threshold of the all-filter head."""
+    if probe.hparams.decision != "calibrated":
+        return {}
+    return {"logit_threshold": probe.threshold[0].detach().cpu().numpy()[keep]}
 
 
 def single_vs_learned_per_image(single: dict, learned: dict, remap: np.ndarray) -> dict:
