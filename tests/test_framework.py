@@ -503,7 +503,7 @@ def test_multirun_runs_every_job_and_builds_the_shared_stores_once(
         assert {"results.csv", "embeddings.h5", "summary.json"} <= {p.name for p in job.iterdir()}
     logs = "".join((job / "train.log").read_text() for job in jobs)
     assert (
-        logs.count("concept store: 97 concepts kept") == 1
+        logs.count("concept store: 89 concepts kept") == 1
         and logs.count("concept store: reusing") == 1
     )
     assert (

@@ -125,6 +125,8 @@ def _labels(store) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     others = np.flatnonzero(store.categories != "scene")
     rows = np.flatnonzero(store.split == 0)
     scene_presence = store.presence[:, scenes]
+    if not len(scenes):  # a tiny set may keep no scene concept (none with train and val images)
+        return rows, np.full(store.num_images, -100), store.presence[:, others].astype(np.float32)
     target = np.where(scene_presence.any(1), scene_presence.argmax(1), -100)
     return rows, target, store.presence[:, others].astype(np.float32)
 
