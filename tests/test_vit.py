@@ -168,3 +168,25 @@ def test_vit_runs_end_to_end_with_random_weights(tmp_path, shared_cache, overrid
         assert store["activations"].shape[1:] == (channels, 4, 4)
     with open(tmp_path / "run" / "results.csv") as handle:
         assert len(list(csv.DictReader(handle))) > 10
+
+
+class _Payload:
+    """Unpickling this would create the file named by `path` (code in a checkpoint)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_user_module_checkpoint_loads_safely(tmp_path):
+    source = torchvision.models.resnet18(num_classes=7)
+    torch.save({"state_dict": source.state_dict(), "epoch": 2}, tmp_path / "ok.pth")
+    factory = partial(torchvision.models.resnet18, num_classes=7)
+    model = ModuleNetwork("r", factory, weights=str(tmp_path / "ok.pth"), input_size=64).build()
+    torch.testing.assert_close(model.layer2[0].conv1.weight, source.layer2[0].conv1.weight)
+    torch.save({"fc.weight": _Payload(tmp_path / "ran")}, tmp_path / "evil.pth")
+    with pytest.raises(NetworkError, match="evil.pth"):
+        ModuleNetwork("r", factory, weights=str(tmp_path / "evil.pth")).build()
+    assert not (tmp_path / "ran").exists()

@@ -220,7 +220,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise NetworkError(f"network.weights={str(path)!r}: file not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
     except Exception as error:
         raise NetworkError(f"{path}: not a PyTorch checkpoint ({type(error).__name__})") from None
     for key in ("state_dict", "model"):
