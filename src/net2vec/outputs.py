@@ -61,6 +61,13 @@ class ProbeOutcome:
             return "linear"
         head = f"mlp{v.get('hidden', '')}" if v.get("head") == "mlp" else "linear"
         return f"{head}/{v.get('loss')}/{v.get('decision')}"
+    # per-image validation terms for net2vec.statistics (probes.evidence); not written
+    evidence: dict = field(default_factory=dict)
+    # filled by net2vec.statistics: column -> (lo, hi); further columns; category -> series -> (lo, hi)
+    intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    category_intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    statistics: dict = field(default_factory=dict)  # summary.json "statistics"
 
     @property
     def metric(self) -> str:
@@ -83,17 +90,21 @@ def results_rows(outcome: ProbeOutcome) -> tuple[list[str], list[list]]:
         outcome.n_val,
         outcome.single_filter,
     ]
-    for name, values in outcome.single_scores.items():
-        header.append(name)
-        columns.append(values)
-    header.append(f"{metric}_val")
-    columns.append(outcome.score_val)
-    for name, values in outcome.probe_columns.items():
-        header.append(name)
-        columns.append(values)
+    scores = dict(outcome.single_scores)
+    scores[f"{metric}_val"] = outcome.score_val
     for size in sorted(outcome.subsets):
-        header.append(f"{metric}_val_F{size}")
-        columns.append(outcome.subsets[size]["score_val"])
+        scores[f"{metric}_val_F{size}"] = outcome.subsets[size]["score_val"]
+    for name, values in scores.items():  # each score, then its interval when there is one
+        header.append(name)
+        columns.append(values)
+        if name in outcome.intervals:
+            header += [f"{name}_lo", f"{name}_hi"]
+            columns += list(outcome.intervals[name])
+        if name == f"{metric}_val":  # a variant's columns follow the all-filter score
+            header += list(outcome.probe_columns)
+            columns += list(outcome.probe_columns.values())
+    header += list(outcome.columns)
+    columns += list(outcome.columns.values())
     rows = [[_plain(column[i]) for column in columns] for i in range(len(outcome.names))]
     return header, rows
 
@@ -144,15 +155,19 @@ def category_means(outcome: ProbeOutcome) -> dict[str, dict[str, float]]:
         {f"F{size}": parts["score_val"] for size, parts in sorted(outcome.subsets.items())}
     )
     table: dict[str, dict[str, float]] = {}
-    for category in sorted(set(outcome.categories.tolist())) + ["all"]:
-        chosen = (
-            np.ones(len(outcome.names), bool)
-            if category == "all"
-            else outcome.categories == category
-        )
+    for category, chosen in category_masks(outcome.categories):
         table[category] = {name: float(np.mean(values[chosen])) for name, values in series.items()}
         table[category]["n"] = int(chosen.sum())
+        for name, (lo, hi) in outcome.category_intervals.get(category, {}).items():
+            table[category].update({f"{name}_lo": lo, f"{name}_hi": hi})
     return table
+
+
+def category_masks(categories: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(category, concept mask) for every category in sorted order, then ("all", everything)."""
+    categories = np.asarray(categories)
+    names = sorted(set(categories.tolist()))
+    return [(c, categories == c) for c in names] + [("all", np.ones(len(categories), bool))]
 
 
 def package_versions() -> dict[str, str]:
@@ -180,6 +195,7 @@ def build_summary(outcome: ProbeOutcome, config: dict, timings: dict, stores: di
         "percent_all_ge_single": float(100.0 * better.mean()) if len(better) else float("nan"),
         "variant": outcome.variant_name,
         "probe": dict(outcome.variant),
+        "statistics": outcome.statistics,
         "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
         "versions": package_versions(),
         "stores": stores,
@@ -213,4 +229,29 @@ def format_summary_table(summary: dict) -> str:
     )
     if summary.get("probe", {}).get("head") == "mlp":
         lines.append("embeddings.h5 weights and top-F: linear head only (zeros for probe.head=mlp)")
-    return "\n".join(lines)
+    return "\n".join(lines + significance_lines(summary))
+
+
+def significance_lines(summary: dict) -> list[str]:
+    """How many concepts differ significantly (paired bootstrap) and beat their null."""
+    stats, n = summary.get("statistics") or {}, summary["counts"]["concepts"]
+    lines = []
+    if "concepts_all_gt_single_significant" in stats:
+        level = 100 * stats["level"]
+        lines.append(
+            f"bootstrap {level:g} % interval of that share: "
+            f"[{stats['percent_all_ge_single_lo']:.1f}, {stats['percent_all_ge_single_hi']:.1f}] %"
+        )
+        lines.append(
+            f"significantly different ({stats['resamples']} paired resamples of val images): "
+            f"all > single for {stats['concepts_all_gt_single_significant']} of {n} concepts, "
+            f"single > all for {stats['concepts_single_gt_all_significant']}"
+        )
+    if "concepts_above_every_null_draw" in stats:
+        draws = stats["null_draws"]
+        lines.append(
+            f"above all {draws} shuffled-mask null draws (p_null = {1 / (draws + 1):.3g}): "
+            f"learned {stats['concepts_above_every_null_draw']} of {n} concepts, "
+            f"single filter {stats.get('concepts_single_above_every_null_draw', 0)}"
+        )
+    return lines

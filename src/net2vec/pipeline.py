@@ -181,6 +181,7 @@ def short_config(cfg: DictConfig) -> dict:
         "quantile": cfg.probe.quantile,
         "subsets": list(cfg.probe.subsets),
         "seed": cfg.seed,
+        "baseline": cfg.get("baseline"),
         "epochs": cfg.task.get("epochs"),
         "lr": cfg.task.optimizer.lr if "optimizer" in cfg.task else None,
         "loss": cfg.task.get("loss"),
@@ -211,6 +212,9 @@ def train(cfg: DictConfig) -> dict:
         )
         summary = {}
         if rank_zero_only.rank == 0:
+            if cfg.get("stats") is not None:
+                with timer("statistics"):
+                    hydra.utils.instantiate(cfg.stats).annotate(outcome)
             timer.seconds["total"] = time.perf_counter() - started
             config = {**short_config(cfg), "group": identity.group}
             summary = write_run_outputs(cfg, outcome, run_dir, stores, config, timer.seconds)

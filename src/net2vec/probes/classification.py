@@ -148,10 +148,13 @@ class ClassificationProbe(ConceptProbe):
         )
         return total / self.hparams.ref_batch_size
 
+    def predict(self, batch: dict) -> torch.Tensor:
+        """(S, n, C) bool predictions of every head (σ > 0.5)."""
+        return self(batch) > 0
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch)  # (S, n, C)
-        n = logits.shape[1]
-        preds = logits.permute(1, 0, 2).reshape(n, -1) > 0  # σ > 0.5
+        pred = self.predict(batch)  # (S, n, C)
+        preds = pred.permute(1, 0, 2).reshape(pred.shape[1], -1)
         self.accuracy.update(preds, batch["labels"].repeat(1, self.heads))
 
     def on_validation_epoch_end(self) -> None:

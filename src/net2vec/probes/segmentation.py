@@ -191,6 +191,10 @@ class SegmentationProbe(ConceptProbe):
         )
         return (rows @ u_w_t).view(self.heads, *masks.shape)
 
+    def predict(self, batch: dict) -> torch.Tensor:
+        """Predicted masks of every head for every pair: (S, P, sh, sw) bool (``decide``)."""
+        return self.decide(self(batch), batch["pair_concept"].long())
+
     def loss(self, batch: dict) -> torch.Tensor:
         """Summed per-pair loss of all heads divided by the reference batch size."""
         masks = batch["masks"].float()

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from net2vec.config import check_subsets
 from net2vec.outputs import ProbeOutcome
+from net2vec.probes.evidence import cls_evidence, per_image_iou, restrict_pairs, seg_evidence
 from net2vec.probes.fitting import Fitter
 from net2vec.probes.single_filter import single_filter_seg
 from net2vec.probes.subsets import subset_masks, top_filters
@@ -46,7 +47,7 @@ class ProbeTask:
             self.decide(probe, datamodule, fitter)
         weights = probe.effective_weights()[0].detach().cpu().numpy()
         sizes = self.subset_sizes(listed)
-        parts = {}
+        parts, heads = {}, [(probe, [f"{self.metric}_val"])]
         if sizes:
             with timer("probe_subsets"):
                 subset_probe = self.probe(
@@ -55,7 +56,10 @@ class ProbeTask:
                 fitter.fit(subset_probe, datamodule, "subsets", subsets=sizes)
                 self.decide(subset_probe, datamodule, fitter)
             parts = subset_parts(subset_probe, weights, sizes)
-        return self.outcome(concepts, single, probe, weights, parts, listed)
+            heads.append((subset_probe, [f"{self.metric}_val_F{size}" for size in sizes]))
+        with timer("evidence"):
+            evidence = self.evidence(datamodule, single, heads)
+        return self.outcome(concepts, single, probe, weights, parts, listed, evidence)
 
     def single_filter(self, datamodule, concepts, num_filters: int, timer):
         """The best single filter per concept, where the task scores it before the probes."""
@@ -72,8 +76,19 @@ class ProbeTask:
         """The all-filter probe (no subsets) or the top-F probes (one head per F, no all-filter head)."""
         raise NotImplementedError
 
+    def evidence(self, datamodule, single, heads: list[tuple]) -> dict:
+        """Per-image validation terms of every score (probes.evidence); heads: [(module, columns)]."""
+        return {}
+
     def outcome(
-        self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]
+        self,
+        concepts,
+        single,
+        probe,
+        weights: np.ndarray,
+        parts: dict,
+        listed: list[int],
+        evidence: dict,
     ) -> ProbeOutcome:
         raise NotImplementedError
 
@@ -129,6 +144,7 @@ class SegmentationTask(ProbeTask):
                 concepts.mask_size,
                 concepts.split,
                 align_corners=self.align_corners,
+                per_image=False,  # from the evidence pass instead
             )
 
     def decide(self, probe, datamodule, fitter: Fitter) -> None:
@@ -139,6 +155,13 @@ class SegmentationTask(ProbeTask):
             )
             probe.calibrate(batches)
             fitter.validate(probe, datamodule)
+
+    def evidence(self, datamodule, single, heads: list[tuple]) -> dict:
+        batches = tqdm(
+            datamodule.probe_dataloader(split=1), desc="val evidence", mininterval=1, leave=False
+        )
+        concepts = datamodule.concepts
+        return seg_evidence(batches, single.best, heads, concepts.mask_size, self.align_corners)
 
     def probe(self, datamodule, num_filters: int, subsets: list[int], mask=None):
         concepts = datamodule.concepts
@@ -152,13 +175,20 @@ class SegmentationTask(ProbeTask):
         )
 
     def outcome(
-        self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]
+        self,
+        concepts,
+        single,
+        probe,
+        weights: np.ndarray,
+        parts: dict,
+        listed: list[int],
+        evidence: dict,
     ) -> ProbeOutcome:
         """Restrict everything to pixel-level concepts and gather the per-image IoUs of val pairs."""
         keep = np.flatnonzero(concepts.pixel_level)
         remap = np.full(concepts.num_concepts, -1)
         remap[keep] = np.arange(len(keep))
-        per_image = single_vs_learned_per_image(single.per_image, probe.val_per_image, remap)
+        evidence = restrict_pairs(evidence, remap)
         for part in parts.values():
             for key in ("score_val", "weights", "bias", "filters"):
                 part[key] = part[key][keep]
@@ -181,7 +211,8 @@ class SegmentationTask(ProbeTask):
             bias=np.zeros(len(keep), np.float32),
             subsets=parts,
             filter_scores={"train": single.iou_train[keep], "val": single.iou_val[keep]},
-            per_image=per_image,
+            per_image=per_image_iou(evidence),
+            evidence=evidence,
             variant={k: probe.hparams[k] for k in ("head", "hidden", "loss", "decision")},
             probe_columns=probe_columns(probe, keep),
         )
@@ -192,27 +223,6 @@ def probe_columns(probe, keep: np.ndarray) -> dict[str, np.ndarray]:
     if probe.hparams.decision != "calibrated":
         return {}
     return {"logit_threshold": probe.threshold[0].detach().cpu().numpy()[keep]}
-
-
-def single_vs_learned_per_image(single: dict, learned: dict, remap: np.ndarray) -> dict:
-    """Align IoU_ind of the best filter and of the learned weights on the same val pairs."""
-
-    def keyed(part: dict) -> dict:
-        return {
-            (int(i), int(c)): float(v)
-            for i, c, v in zip(part["image"], part["concept"], part["iou"])
-        }
-
-    best, all_filters = keyed(single), keyed(learned)
-    pairs = sorted(set(best) & set(all_filters))
-    image = np.array([p[0] for p in pairs], dtype=np.int64)
-    concept = np.array([remap[p[1]] for p in pairs], dtype=np.int64)
-    return {
-        "image": image,
-        "concept": concept,
-        "single_iou": np.array([best[p] for p in pairs], dtype=np.float32),
-        "all_iou": np.array([all_filters[p] for p in pairs], dtype=np.float32),
-    }
 
 
 class ClassificationTask(ProbeTask):
@@ -235,10 +245,25 @@ class ClassificationTask(ProbeTask):
             all_filters_head=not subsets,
         )
 
+    def evidence(self, datamodule, single, heads: list[tuple]) -> dict:
+        evidence = cls_evidence(datamodule.batch(datamodule.rows[1]), heads)
+        preds = evidence["preds"]
+        preds["single_acc_val"] = preds["acc_val_F1"]  # F = 1 is the single filter (§5)
+        return evidence
+
     def outcome(
-        self, concepts, single, probe, weights: np.ndarray, parts: dict, listed: list[int]
+        self,
+        concepts,
+        single,
+        probe,
+        weights: np.ndarray,
+        parts: dict,
+        listed: list[int],
+        evidence: dict,
     ) -> ProbeOutcome:
         single = parts[1] if 1 in listed else parts.pop(1)
+        if 1 not in listed:
+            evidence["preds"].pop("acc_val_F1")
         return ProbeOutcome(
             task="cls",
             names=concepts.names,
@@ -252,4 +277,5 @@ class ClassificationTask(ProbeTask):
             weights=weights.astype(np.float32),
             bias=probe.bias[0].detach().cpu().numpy().astype(np.float32),
             subsets=parts,
+            evidence=evidence,
         )
