@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from net2vec.analysis import embedding_figures as efig
 from net2vec.analysis import embeddings as emb
 from net2vec.analysis import figures as fig
-from net2vec.analysis import filters, scores, spaces, variants
+from net2vec.analysis import filters, scores, spaces, uncertainty, variants
 from net2vec.analysis.concept_images import add_fig4_images, add_fig8_section
 from net2vec.analysis.dissection_report import (
     add_dissection_sections,
@@ -41,10 +41,19 @@ class NoRunsError(ValueError):
 def _score_sections(report: Report, runs: list[Run]) -> None:
     report.section("Table 1 and Fig. 2: single filter vs all filters")
     table1 = scores.table1(runs)
-    report.table("table1", table1, "% of concepts whose all-filter val score >= best single filter")
+    report.table(
+        "table1",
+        table1,
+        "% of concepts whose all-filter val score >= best single filter; _percent_lo/_hi: its "
+        "bootstrap interval; _percent_significant: % with all > single significantly",
+    )
     report.figure("table1", fig.table1_figure(table1))
     by_category = scores.category_scores(runs)
-    report.table("fig2_category_scores", by_category, "mean ± standard error per category")
+    report.table(
+        "fig2_category_scores",
+        by_category,
+        "mean ± standard error per category; _lo/_hi: bootstrap interval over val images",
+    )
     for task in dict.fromkeys(by_category["task"]):
         report.figure(f"fig2_{task}", fig.category_figure(by_category, task))
     curves = scores.subset_curves(runs)
@@ -56,6 +65,7 @@ def _score_sections(report: Report, runs: list[Run]) -> None:
         report.figure("fig3_subsets", fig.subset_figure(curves))
     else:
         report.note("no run has top-F subset columns (probe.subsets empty)")
+    _uncertainty_sections(report, runs)
     report.section("Failure cases: single filter >= all filters")
     report.table(
         "failure_cases",
@@ -78,6 +88,29 @@ def _score_sections(report: Report, runs: list[Run]) -> None:
         variants.variant_sizes(runs),
         "the same against concept size (mean mask fraction) and nesting (parts lie inside objects)",
     )
+
+
+def _uncertainty_sections(report: Report, runs: list[Run]) -> None:
+    report.section("Significance, nulls and seeds")
+    significance = uncertainty.significance_table(runs)
+    if not len(significance):
+        report.note("no run has bootstrap columns (written by stats=default)")
+        return
+    report.table(
+        "significance",
+        significance,
+        "paired bootstrap over val images: concepts where all filters beat the single filter "
+        "significantly (and the reverse); concepts above their shuffled-mask null",
+    )
+    nulls = uncertainty.null_table(runs)
+    if len(nulls):
+        report.table("null_baselines", nulls, "mean score and mean shuffled-mask null per category")
+        report.figure("null_baselines", fig.null_figure(runs))
+    per_concept, per_category = uncertainty.seed_concepts(runs), uncertainty.seed_categories(runs)
+    if len(per_concept):
+        caption = "mean ± sd over seeds, beside the mean bootstrap interval"
+        report.table("seeds_by_category", per_category, caption)
+        report.table("seeds_by_concept", per_concept, caption)
 
 
 def _filter_sections(report: Report, runs: list[Run], fig8_concepts: int = 4) -> None:
@@ -268,6 +301,8 @@ def evaluate(cfg: DictConfig) -> Report:
             dissections,
             int(cfg.get("unit_images", 8)),
         )
+    for line in uncertainty.summary_lines(runs):
+        print(line)
     print(
         f"report: {out_dir / 'index.html'} ({len(report.figures)} figures, {len(report.tables)} tables)"
     )

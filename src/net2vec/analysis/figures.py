@@ -39,35 +39,55 @@ def table1_figure(table: Table) -> plt.Figure:
     tasks = [c[:-8] for c in table.columns if c.endswith("_percent")]
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(table)), 3.6))
     x = np.arange(len(table))
+    width = 0.8 / len(tasks)
     for t, task in enumerate(tasks):
-        values = [np.nan if v is None else v for v in table[f"{task}_percent"]]
-        ax.bar(
-            x + (t - (len(tasks) - 1) / 2) * 0.8 / len(tasks), values, 0.8 / len(tasks), label=task
-        )
+        values = _floats(table[f"{task}_percent"])
+        where = x + (t - (len(tasks) - 1) / 2) * width
+        lo, hi = _column(table, f"{task}_percent_lo"), _column(table, f"{task}_percent_hi")
+        yerr = error_bars(values, lo, hi, np.zeros_like(values))
+        ax.bar(where, values, width, yerr=yerr, capsize=2, label=task)
+        if f"{task}_percent_significant" in table.columns:
+            significant = _column(table, f"{task}_percent_significant")
+            ax.bar(where, significant, width * 0.4, color="black", alpha=0.45)
     ax.set_xticks(x, [f"{n}\n{layer}" for n, layer in zip(table["network"], table["layer"])])
-    ax.set_ylabel("% concepts all ≥ single")
+    ax.set_ylabel("% concepts all ≥ single\n(dark: all > single significantly)")
     ax.set_ylim(0, 100)
     ax.legend()
     fig.tight_layout()
     return fig
 
 
+def _floats(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _column(table: Table, name: str) -> np.ndarray:
+    """A float column, empty when the table lacks it (runs written without statistics)."""
+    return _floats(table[name]) if name in table.columns else np.zeros(0)
+
+
+def error_bars(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """(2, n) asymmetric error bars: the bootstrap interval [lo, hi] where there is one, else ± se."""
+    if len(lo) != len(mean):
+        lo = hi = np.full(len(mean), np.nan)
+    known = np.isfinite(lo) & np.isfinite(hi)
+    below = np.where(known, mean - lo, se)
+    above = np.where(known, hi - mean, se)
+    return np.nan_to_num(np.clip(np.stack([below, above]), 0, None))
+
+
 def category_figure(table: Table, task: str) -> plt.Figure:
-    """Fig. 2: mean ± se per category, single vs all filters, one panel per (network, layer)."""
+    """Fig. 2: mean per category with bootstrap intervals (± se without them), single vs all filters, one panel per (network, layer)."""
     keys = _keys(table, task=task)
     fig, axes = grid(len(keys))
     for ax, (network, layer, _) in zip(axes, keys):
         part = table.where(network=network, layer=layer, task=task)
         x = np.arange(len(part))
-        ax.bar(
-            x - 0.2,
-            part["single_mean"],
-            0.4,
-            yerr=part["single_se"],
-            label="single filter",
-            capsize=2,
-        )
-        ax.bar(x + 0.2, part["all_mean"], 0.4, yerr=part["all_se"], label="all filters", capsize=2)
+        for shift, name, label in ((-0.2, "single", "single filter"), (0.2, "all", "all filters")):
+            mean = _floats(part[f"{name}_mean"])
+            lo, hi = (_column(part, f"{name}_{end}") for end in ("lo", "hi"))
+            yerr = error_bars(mean, lo, hi, _floats(part[f"{name}_se"]))
+            ax.bar(x + shift, mean, 0.4, yerr=yerr, label=label, capsize=2)
         ax.set_xticks(x, part["category"], rotation=45, ha="right")
         ax.set_title(f"{network} {layer} ({task})")
         ax.set_ylabel(f"mean val {NAMES.get(task, task)}")
@@ -84,10 +104,12 @@ def subset_figure(table: Table) -> plt.Figure:
         part = table.where(network=network, layer=layer, task=task)
         for category in dict.fromkeys(part["category"]):
             line = part.where(category=category)
+            mean = _floats(line["mean"])
+            lo, hi = (_column(line, end) for end in ("lo", "hi"))
             ax.errorbar(
                 line["F"],
-                line["mean"],
-                yerr=line["se"],
+                mean,
+                yerr=error_bars(mean, lo, hi, _floats(line["se"])),
                 marker="o",
                 ms=3,
                 capsize=2,
@@ -98,6 +120,42 @@ def subset_figure(table: Table) -> plt.Figure:
         ax.set_xlabel("F (filters kept)")
         ax.set_ylabel(f"mean val {NAMES.get(task, task)}")
         ax.set_title(f"{network} {layer} ({task})")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def null_figure(runs: list[Run]) -> plt.Figure:
+    """Each concept's learned and single-filter score against its shuffled-mask null mean."""
+    usable = [r for r in runs if f"null_{r.metric}_val" in r.results]
+    fig, axes = grid(max(1, len(usable)))
+    for ax, run in zip(axes, usable):
+        metric = run.metric
+        for prefix, label, colour in (
+            ("", "all filters", "tab:blue"),
+            ("single_", "single filter", "tab:orange"),
+        ):
+            if f"{prefix}null_{metric}_val" not in run.results:
+                continue
+            null = run.results[f"{prefix}null_{metric}_val"]
+            score = run.results[f"{prefix}{metric}_val"]
+            low_p = run.results[f"{prefix}p_null"] <= run.results[f"{prefix}p_null"].min()
+            ax.scatter(
+                null[low_p], score[low_p], s=10, c=colour, label=f"{label}: above every draw"
+            )
+            ax.scatter(
+                null[~low_p],
+                score[~low_p],
+                s=14,
+                facecolors="none",
+                edgecolors=colour,
+                label=f"{label}: not",
+            )
+        top = max(1e-3, float(np.nanmax(ax.get_xlim() + ax.get_ylim())))
+        ax.plot([0, top], [0, top], color="grey", lw=0.8)
+        ax.set_xlabel(f"null val {NAMES.get(run.task, run.task)} (shuffled masks)")
+        ax.set_ylabel(f"val {NAMES.get(run.task, run.task)}")
+        ax.set_title(run.label)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

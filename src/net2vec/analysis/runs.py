@@ -60,8 +60,15 @@ class Run:
         return METRIC.get(self.task, "iou")
 
     @property
+    def seed(self) -> int:
+        """The run's seed (summary.json config; 0 when unknown)."""
+        config = self.summary.get("config") if isinstance(self.summary.get("config"), dict) else {}
+        return int(config.get("seed") or 0)
+
+    @property
     def label(self) -> str:
-        return f"{self.network}/{self.layer}/{self.task}"
+        seed = f"/seed{self.seed}" if self.seed else ""
+        return f"{self.network}/{self.layer}/{self.task}{seed}"
 
     @property
     def concepts(self) -> np.ndarray:
@@ -177,7 +184,10 @@ def _identity(summary: dict, attrs: dict, results: dict, path: Path) -> tuple[st
         return None
 
     task = pick("task") or ("cls" if "acc_val" in results else "seg")
-    return pick("network") or "?", pick("layer") or path.name, task
+    network = pick("network") or "?"
+    if config.get("baseline"):  # baseline=random_init: its own row beside the trained network
+        network = f"{network} ({str(config['baseline']).replace('_', ' ')})"
+    return network, pick("layer") or path.name, task
 
 
 def load_run(path: str | Path) -> Run:

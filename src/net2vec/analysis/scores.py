@@ -13,6 +13,7 @@ import numpy as np
 
 from net2vec.analysis.runs import Run, natural_key
 from net2vec.analysis.table import Table, mean_se
+from net2vec.analysis.uncertainty import significant
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def table1(runs: list[Run]) -> Table:
     rows = []
     for network, layer in keys:
         row: list = [network, layer]
+        extra: list = []
         for task in tasks:
             match = [r for r in runs if (r.network, r.layer, r.task) == (network, layer, task)]
             row += (
@@ -46,9 +48,22 @@ def table1(runs: list[Run]) -> Table:
                 if match
                 else [None, 0]
             )
-        rows.append(row)
+            extra += percent_intervals(match[0]) if match else [None, None, None]
+        rows.append(row + extra)
     columns = ["network", "layer"] + [c for t in tasks for c in (f"{t}_percent", f"{t}_n")]
+    columns += [
+        f"{t}_{c}" for t in tasks for c in ("percent_lo", "percent_hi", "percent_significant")
+    ]
     return Table(columns, rows)
+
+
+def percent_intervals(run: Run) -> list:
+    """Bootstrap interval of the share all >= single and the share all > single significantly
+    (p_all_gt_single at the run's level); None where the run has no statistics."""
+    stats = run.summary.get("statistics") or {}
+    sig = significant(run)
+    share = float(100.0 * sig[0].mean()) if sig is not None and len(sig[0]) else None
+    return [stats.get("percent_all_ge_single_lo"), stats.get("percent_all_ge_single_hi"), share]
 
 
 def _category_masks(run: Run) -> list[tuple[str, np.ndarray]]:
@@ -68,6 +83,7 @@ def category_scores(runs: list[Run]) -> Table:
             single, single_se = mean_se(run.single[chosen])
             full, full_se = mean_se(run.all[chosen])
             ratio = full / single if single > 0 else float("nan")
+            bounds = bootstrap_bounds(run, category, ("single", "all"))
             rows.append(
                 [
                     run.network,
@@ -80,6 +96,7 @@ def category_scores(runs: list[Run]) -> Table:
                     full,
                     full_se,
                     ratio,
+                    *bounds,
                 ]
             )
     return Table(
@@ -94,9 +111,20 @@ def category_scores(runs: list[Run]) -> Table:
             "all_mean",
             "all_se",
             "all_over_single",
+            "single_lo",
+            "single_hi",
+            "all_lo",
+            "all_hi",
         ],
         rows,
     )
+
+
+def bootstrap_bounds(run: Run, category: str, series) -> list:
+    """[lo, hi] of each series' category mean from summary.json (bootstrap over val images);
+    NaN where the run has none."""
+    row = (run.summary.get("mean_by_category") or {}).get(category, {})
+    return [float(row.get(f"{name}_{end}", np.nan)) for name in series for end in ("lo", "hi")]
 
 
 def subset_curves(runs: list[Run]) -> Table:
@@ -106,16 +134,18 @@ def subset_curves(runs: list[Run]) -> Table:
         sizes = run.subset_sizes
         if not sizes:
             continue
-        series = [(size, run.subset_score(size)) for size in sizes]
+        series = [(size, run.subset_score(size), f"F{size}") for size in sizes]
         if run.num_filters and run.num_filters not in sizes:
-            series.append((run.num_filters, run.all))
+            series.append((run.num_filters, run.all, "all"))
         for category, chosen in _category_masks(run):
-            for size, scores in series:
+            for size, scores, name in series:
                 mean, se = mean_se(scores[chosen])
                 rows.append(
                     [run.network, run.layer, run.task, category, size, int(chosen.sum()), mean, se]
+                    + bootstrap_bounds(run, category, [name])
                 )
-    return Table(["network", "layer", "task", "category", "F", "n", "mean", "se"], rows)
+    columns = ["network", "layer", "task", "category", "F", "n", "mean", "se", "lo", "hi"]
+    return Table(columns, rows)
 
 
 def object_sizes(run: Run) -> dict[str, float] | None:
