@@ -161,3 +161,23 @@ def test_masks_independent_of_the_prediction_get_a_large_p_null():
     assert 0.35 < p_independent.mean() < 0.75  # uniform on {1/6, …, 1} under the null
     observed, p_aligned = observed_and_p(packed[2])  # masks equal to the prediction
     assert np.allclose(observed, 1.0) and np.allclose(p_aligned, 1 / 6)
+
+
+def test_resamples_without_the_concept_are_left_out():
+    """A concept on one image only: resamples that miss it do not count (no spurious 0 IoU)."""
+    n = 30
+    image, concept = np.array([0, 3, 5, 7]), np.array([0, 1, 1, 1])
+    inter, union = np.array([4, 1, 2, 3]), np.array([10, 5, 6, 7])
+    matrices = {
+        "i": bs.count_matrix(image, concept, inter, n, 2),
+        "u": bs.count_matrix(image, concept, union, n, 2),
+    }
+    scores = {"iou": bs.iou_of("i", "u", absent=np.nan), "zero": bs.iou_of("i", "u")}
+    samples = bs.bootstrap(matrices, scores, n, 400, seed=0)
+    missing = np.isnan(samples["iou"][:, 0])
+    assert 0.2 < missing.mean() < 0.55  # (1 - 1/30)^30 ≈ 0.36
+    assert np.all(samples["zero"][missing, 0] == 0)
+    lo, hi = bs.interval(samples["iou"])
+    assert lo[0] == pytest.approx(0.4) and hi[0] == pytest.approx(0.4)
+    p = bs.p_greater(samples["iou"], samples["iou"] * 0.5)
+    assert p[0] == 1.0 and np.isnan(bs.p_greater(np.full((3, 1), np.nan), np.ones((3, 1))))[0]

@@ -27,6 +27,13 @@ from net2vec.outputs import ProbeOutcome, category_masks
 log = logging.getLogger(__name__)
 
 
+def nanmean(values: np.ndarray) -> np.ndarray:
+    """Row means over the finite entries (NaN where a row has none)."""
+    finite = np.isfinite(values)
+    total = np.where(finite, values, 0.0).sum(1)
+    return np.where(finite.any(1), total / np.maximum(finite.sum(1), 1), np.nan)
+
+
 class Statistics:
     """Bootstrap and null settings (plain values from the ``stats`` config group)."""
 
@@ -63,7 +70,7 @@ class Statistics:
                     matrices[f"{name}/{part}"] = bs.count_matrix(
                         image, evidence["concept"], values, num_images, num_concepts
                     )
-                scores[name] = bs.iou_of(f"{name}/inter", f"{name}/union")
+                scores[name] = bs.iou_of(f"{name}/inter", f"{name}/union", absent=np.nan)
         else:
             labels = evidence["labels"]
             num_images = len(labels)
@@ -72,7 +79,7 @@ class Statistics:
             for name, pred in evidence["preds"].items():
                 matrices[f"{name}/tp"] = (pred & labels).astype(np.float32)
                 matrices[f"{name}/tn"] = (~pred & ~labels).astype(np.float32)
-                scores[name] = bs.balanced_accuracy_of(f"{name}/")
+                scores[name] = bs.balanced_accuracy_of(f"{name}/", absent=np.nan)
         if num_images == 0:
             return {}
         return bs.bootstrap(matrices, scores, num_images, self.resamples, self.seed)
@@ -86,7 +93,8 @@ class Statistics:
             return
         p = bs.p_greater(full, single)
         outcome.columns["p_all_gt_single"] = p
-        share = 100.0 * (full >= single).mean(1)
+        both = np.isfinite(full) & np.isfinite(single)  # concepts the resample drew
+        share = 100.0 * ((full >= single) & both).sum(1) / np.maximum(both.sum(1), 1)
         info["percent_all_ge_single_lo"], info["percent_all_ge_single_hi"] = map(
             float, bs.interval(share, self.level)
         )
@@ -100,7 +108,7 @@ class Statistics:
         )
         outcome.category_intervals = {
             category: {
-                key: tuple(map(float, bs.interval(values[:, chosen].mean(1), self.level)))
+                key: tuple(map(float, bs.interval(nanmean(values[:, chosen]), self.level)))
                 for key, values in series.items()
                 if values is not None and chosen.any()
             }

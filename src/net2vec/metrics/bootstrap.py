@@ -76,40 +76,49 @@ def bootstrap(
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def iou_of(intersection: str, union: str) -> Callable[[dict], np.ndarray]:
-    """A score function: set IoU from the named sums (0 where the union is 0)."""
+def iou_of(intersection: str, union: str, absent: float = 0.0) -> Callable[[dict], np.ndarray]:
+    """A score function: set IoU from the named sums; ``absent`` where the union is 0 (a concept
+    none of whose images a resample drew: ``np.nan`` leaves it out of that resample)."""
 
     def score(sums: dict) -> np.ndarray:
         inter, union_ = sums[intersection], sums[union]
-        return np.where(union_ > 0, inter / np.maximum(union_, 1e-12), 0.0)
+        return np.where(union_ > 0, inter / np.maximum(union_, 1e-12), absent)
 
     return score
 
 
-def balanced_accuracy_of(prefix: str) -> Callable[[dict], np.ndarray]:
+def balanced_accuracy_of(prefix: str, absent: float | None = None) -> Callable[[dict], np.ndarray]:
     """A score function: (TPR + TNR) / 2 from sums ``<prefix>tp``, ``tn`` and ``pos``, ``neg``
-    (one rate where the other class is absent, as metrics.accuracy)."""
+    (one rate where the other class is absent, as metrics.accuracy); ``absent`` (if given) where
+    there are no positives (a resample that drew none of the concept's images)."""
 
     def score(sums: dict) -> np.ndarray:
         pos, neg = sums["pos"], sums["neg"]
         tpr = sums[f"{prefix}tp"] / np.maximum(pos, 1e-12)
         tnr = sums[f"{prefix}tn"] / np.maximum(neg, 1e-12)
         both = (tpr + tnr) / 2
-        return np.where((pos > 0) & (neg > 0), both, np.where(pos > 0, tpr, tnr * (neg > 0)))
+        value = np.where((pos > 0) & (neg > 0), both, np.where(pos > 0, tpr, tnr * (neg > 0)))
+        return value if absent is None else np.where(pos > 0, value, absent)
 
     return score
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval (lo, hi) of (B, …) resampled values, per column."""
+    """Percentile interval (lo, hi) of (B, …) resampled values per column, NaNs left out."""
     tail = (1.0 - level) / 2
-    lo, hi = np.quantile(samples, [tail, 1.0 - tail], axis=0)
-    return lo, hi
+    defined = np.isfinite(samples).any(0)
+    filled = np.where(defined, samples, 0.0)  # all-NaN columns: NaN bounds, without a warning
+    lo, hi = np.nanquantile(filled, [tail, 1.0 - tail], axis=0)
+    return np.where(defined, lo, np.nan), np.where(defined, hi, np.nan)
 
 
 def p_greater(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Paired bootstrap P(a > b) + ½ P(a = b) per column of two (B, C) sample arrays."""
-    return (a > b).mean(0) + 0.5 * (a == b).mean(0)
+    """Paired bootstrap P(a > b) + ½ P(a = b) per column of two (B, C) sample arrays, over the
+    resamples where both are defined (NaN where there are none)."""
+    both = np.isfinite(a) & np.isfinite(b)
+    wins = ((a > b) & both).sum(0) + 0.5 * ((a == b) & both).sum(0)
+    count = both.sum(0)
+    return np.where(count > 0, wins / np.maximum(count, 1), np.nan)
 
 
 def empirical_p(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
