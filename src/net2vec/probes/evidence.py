@@ -58,7 +58,7 @@ def seg_evidence(
                 if name in NULL_SCORES:
                     parts[f"{name}/bits"].append(_bits(pred))
             parts["mask_bits"].append(_bits(target))
-            parts["image"].append(batch["image_index"].long()[pair_image.cpu()].numpy())
+            parts["image"].append(batch["image_index"].long().cpu()[pair_image.cpu()].numpy())
             parts["concept"].append(concept.cpu().numpy())
     joined = {key: np.concatenate(values) for key, values in parts.items()}
     order = np.lexsort((joined["concept"], joined["image"]))
