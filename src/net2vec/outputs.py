@@ -61,6 +61,7 @@ class ProbeOutcome:
             return "linear"
         head = f"mlp{v.get('hidden', '')}" if v.get("head") == "mlp" else "linear"
         return f"{head}/{v.get('loss')}/{v.get('decision')}"
+
     # per-image validation terms for net2vec.statistics (probes.evidence); not written
     evidence: dict = field(default_factory=dict)
     # filled by net2vec.statistics: column -> (lo, hi); further columns; category -> series -> (lo, hi)
