@@ -52,6 +52,13 @@ class ProbeOutcome:
     per_image: dict[str, np.ndarray] = field(default_factory=dict)  # val pairs (seg)
     variant: dict = field(default_factory=dict)  # probe variant: head, loss, decision (seg)
     probe_columns: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. logit_threshold
+    # per-image validation terms for net2vec.statistics (probes.evidence); not written
+    evidence: dict = field(default_factory=dict)
+    # filled by net2vec.statistics: column -> (lo, hi); further columns; category -> series -> (lo, hi)
+    intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    category_intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    statistics: dict = field(default_factory=dict)  # summary.json "statistics"
 
     @property
     def variant_name(self) -> str:
@@ -61,14 +68,6 @@ class ProbeOutcome:
             return "linear"
         head = f"mlp{v.get('hidden', '')}" if v.get("head") == "mlp" else "linear"
         return f"{head}/{v.get('loss')}/{v.get('decision')}"
-
-    # per-image validation terms for net2vec.statistics (probes.evidence); not written
-    evidence: dict = field(default_factory=dict)
-    # filled by net2vec.statistics: column -> (lo, hi); further columns; category -> series -> (lo, hi)
-    intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
-    category_intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
-    statistics: dict = field(default_factory=dict)  # summary.json "statistics"
 
     @property
     def metric(self) -> str:
