@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 
 from net2vec.analysis.runs import Run  # noqa: E402
 from net2vec.analysis.table import Table  # noqa: E402
+from net2vec.analysis.uncertainty import smallest_p  # noqa: E402
 
 NAMES = {"seg": "set IoU", "cls": "balanced accuracy"}
 
@@ -139,7 +140,7 @@ def null_figure(runs: list[Run]) -> plt.Figure:
                 continue
             null = run.results[f"{prefix}null_{metric}_val"]
             score = run.results[f"{prefix}{metric}_val"]
-            low_p = run.results[f"{prefix}p_null"] <= run.results[f"{prefix}p_null"].min()
+            low_p = run.results[f"{prefix}p_null"] <= smallest_p(run)
             ax.scatter(
                 null[low_p], score[low_p], s=10, c=colour, label=f"{label}: above every draw"
             )
