@@ -191,10 +191,12 @@ def reference_probe(data: PairData, init: torch.Tensor | None = None, seed=0, **
 
 def reference_mlp_logits(params, maps: torch.Tensor, mask_size, align_corners=True) -> torch.Tensor:
     """One concept's mlp head: units_h = ReLU(Σ_k W1[h, k] A_k + b1[h]) at layer resolution,
-    z = Σ_h W2[h] units_h, bilinear upsampling. params = (W1 (H, K), b1 (H,), W2 (H,))."""
-    first, bias, second = params
+    z = Σ_k w_k A_k + Σ_h W2[h] units_h, bilinear upsampling. params = (W1 (H, K), b1 (H,),
+    W2 (H,), w (K,))."""
+    first, bias, second, linear = params
     units = torch.relu(torch.einsum("hk,bkyx->bhyx", first, maps) + bias[None, :, None, None])
-    z = torch.einsum("h,bhyx->byx", second, units)[:, None]
+    z = torch.einsum("h,bhyx->byx", second, units) + torch.einsum("k,bkyx->byx", linear, maps)
+    z = z[:, None]
     return F.interpolate(z, size=mask_size, mode="bilinear", align_corners=align_corners)[:, 0]
 
 

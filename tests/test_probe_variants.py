@@ -59,7 +59,12 @@ def test_mlp_full_batch_equals_one_concept_reference(data):
     assert probe.hidden_weight.shape == (3, 4, 10) and probe.out_weight.shape == (4, 3)
     start = fit_full_batch(data, epochs=0, head="mlp", hidden=3)  # the seeded initial head
     for c in range(4):
-        params = [start.hidden_weight[:, c], start.hidden_bias[:, c], start.out_weight[c]]
+        params = [
+            start.hidden_weight[:, c],
+            start.hidden_bias[:, c],
+            start.out_weight[c],
+            start.weight[0, c],
+        ]
         ref = train_concept_params(
             data,
             c,
@@ -69,7 +74,12 @@ def test_mlp_full_batch_equals_one_concept_reference(data):
             epochs=4,
             lr=1e-3,
         )
-        got = [probe.hidden_weight[:, c], probe.hidden_bias[:, c], probe.out_weight[c]]
+        got = [
+            probe.hidden_weight[:, c],
+            probe.hidden_bias[:, c],
+            probe.out_weight[c],
+            probe.weight[0, c],
+        ]
         for a, b in zip(got, ref):
             torch.testing.assert_close(a.detach(), b, rtol=1e-4, atol=1e-6)
         assert not torch.allclose(ref[0], params[0])

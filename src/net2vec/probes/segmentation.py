@@ -7,8 +7,9 @@ and every head s, the logit map is computed at layer resolution,
     Z_sp = Σ_k w[s, c_p, k] · maps[i_p, k]      (h × w; never an N × C full-resolution tensor)
 
 then upsampled by two matmuls to sh × sw; M = σ(S(Z)). With ``head="mlp"`` (one head, no
-top-F subsets) Z is a small per-concept non-linear head on the same thresholded maps: H hidden
-units ReLU(Σ_k W1[h, c, k] · maps[i, k] + b1[h, c]) combined by W2[c, h] (a 1×1-conv hidden layer).
+top-F subsets) Z is a small per-concept non-linear head on the same thresholded maps: the linear
+term above plus H hidden units ReLU(Σ_k W1[h, c, k] · maps[i, k] + b1[h, c]) combined by W2[c, h]
+(a 1×1-conv hidden layer with a linear skip, so units that die leave the linear probe).
 The paper's loss
 −Σ_pixels [α M L + (1−α)(1−M)(1−L)] equals −Σ_pixels M · (L − (1−α)) + const, so the hot path
 is one sigmoid and one product with a per-pair coefficient map. Each pair's loss is divided by
@@ -167,18 +168,16 @@ class SegmentationProbe(ConceptProbe):
         self.hidden_weight = torch.nn.Parameter(first)
         self.hidden_bias = torch.nn.Parameter(torch.zeros(hidden, num_concepts))
         self.out_weight = torch.nn.Parameter(second)
-        self.weight.requires_grad_(False)  # the linear weights are not used by this head
 
     def layer_logits(self, batch: dict) -> torch.Tensor:
         """Z of every head for every pair at layer resolution (S, P, h, w), bias included."""
         pair_image, pair_concept = batch["pair_image"].long(), batch["pair_concept"].long()
         maps = batch["maps"].float()
+        z = pair_maps(self.effective_weights(), maps, pair_image, pair_concept)
         if self.hparams.head == "mlp":
             units = pair_maps(self.hidden_weight, maps, pair_image, pair_concept)  # (H, P, h, w)
             units = (units + self.hidden_bias[:, pair_concept, None, None]).relu()
-            z = torch.einsum("hpyx,ph->pyx", units, self.out_weight[pair_concept])[None]
-        else:
-            z = pair_maps(self.effective_weights(), maps, pair_image, pair_concept)
+            z = z + torch.einsum("hpyx,ph->pyx", units, self.out_weight[pair_concept])[None]
         if self.bias is not None:  # rows of U sum to 1: a bias before upsampling is the same after
             z = z + self.bias[:, pair_concept, None, None]
         return z
@@ -249,11 +248,10 @@ class SegmentationProbe(ConceptProbe):
 
     def logit_bound(self) -> torch.Tensor:
         """(S, C) bound on |logit| at any pixel (maps are 0/1, upsampling is a convex combination)."""
+        bound = self.effective_weights().abs().sum(-1)
         if self.hparams.head == "mlp":
             units = self.hidden_weight.abs().sum(-1) + self.hidden_bias.abs()  # (H, C)
-            bound = (self.out_weight.abs() * units.T).sum(1)[None]
-        else:
-            bound = self.effective_weights().abs().sum(-1)
+            bound = bound + (self.out_weight.abs() * units.T).sum(1)[None]
         return bound + (self.bias.abs() if self.bias is not None else 0.0)
 
     @torch.no_grad()
