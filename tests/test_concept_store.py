@@ -141,7 +141,7 @@ def test_reused_then_rebuilt_when_index_changes(dataset, tmp_path, monkeypatch):
     edited = prepare_concept_store(dataset, cache, progress=False)
     assert len(calls) == 1 and edited.path != first.path
     assert edited.split[0] != first.split[0]
-    assert edited.attrs["index_fingerprint"] in edited.path.name
+    assert edited.attrs["key"] in edited.path.name
 
 
 def test_built_once_under_concurrent_calls(dataset, tmp_path, monkeypatch):
@@ -204,6 +204,16 @@ def break_dataset(root: Path, breakage: str) -> None:
         (root / "images" / rows[7]["color"]).unlink()
     elif breakage == "mask_size":
         Image.fromarray(np.zeros((31, 32, 3), np.uint8)).save(root / "images" / rows[7]["color"])
+    elif breakage == "binary_index":
+        (root / "index.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary")
+    elif breakage == "dup_header":
+        lines = (root / "index.csv").read_text().splitlines(keepends=True)
+        (root / "index.csv").write_text("".join(lines[:5] + lines[:1] + lines[5:]))
+    elif breakage == "no_val":
+        write_rows(root / "index.csv", [{**row, "split": "train"} for row in rows])
+    elif breakage == "category_missing":
+        text = (root / "label.csv").read_text()
+        (root / "label.csv").write_text(text.replace("object(", "objekt(", 1))
     elif breakage == "unknown_label":
         labels = read_rows(root / "label.csv")
         write_rows(
@@ -221,6 +231,10 @@ def break_dataset(root: Path, breakage: str) -> None:
         ("no_mask", "row 9: cannot read color mask"),
         ("mask_size", "row 9: color mask"),
         ("unknown_label", "absent from"),
+        ("binary_index", "index.csv: not UTF-8 text"),
+        ("dup_header", "index.csv line 6: repeats the header line"),
+        ("no_val", "no row has split=val"),
+        ("category_missing", "label.csv line \\d+: category 'objekt' is not in"),
     ],
 )
 def test_bad_input_leaves_no_store(dataset, tmp_path, breakage, message):
@@ -231,3 +245,14 @@ def test_bad_input_leaves_no_store(dataset, tmp_path, breakage, message):
     assert "\n" not in str(error.value)
     leftovers = [p.name for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
     assert leftovers == []
+
+
+def test_a_bom_and_crlf_line_ends_are_accepted(dataset, tmp_path):
+    plain = prepare_concept_store(dataset, tmp_path / "a", progress=False)
+    for name in ("index.csv", "label.csv", "category.csv"):
+        path = dataset / name
+        text = path.read_text().replace("\r\n", "\n").replace("\n", "\r\n")
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    edited = prepare_concept_store(dataset, tmp_path / "b", progress=False)
+    assert list(edited.names) == list(plain.names) and list(edited.images) == list(plain.images)
+    np.testing.assert_array_equal(edited.presence, plain.presence)

@@ -1,7 +1,10 @@
 """BRODEN download against a local HTTP server (Range support): full, resumed, corrupt, offline."""
 
+import hashlib
 import io
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -160,7 +163,7 @@ def test_offline_fails_fast_with_one_line(tmp_path, capsys):
     assert "\n" not in text
     assert (
         main(["broden1_227", "--dest", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}/"])
-        == 1
+        == 2
     )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot reach") and "\n" not in err
@@ -188,3 +191,52 @@ def test_broden_config_and_ensure_dataset(server, tmp_path):
     cfg.data.base_url = server.url
     assert ensure_dataset(cfg.data) == tmp_path / "broden1_227"
     assert (tmp_path / "broden1_227" / "index.csv").is_file()
+
+
+def test_strict_verification_refuses_without_a_known_digest(server, payload, tmp_path, capsys):
+    args = ["broden1_227", "--dest", str(tmp_path), "--base-url", server.url, "--verify", "strict"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --verify strict: no SHA-256") and "\n" not in err
+    assert server.requests == []  # refused before fetching anything
+    digest = hashlib.sha256(payload).hexdigest()
+    assert main([*args, "--sha256", digest]) == 0
+    assert (tmp_path / "broden1_227" / "index.csv").is_file()
+
+
+def test_unpacking_into_a_non_empty_folder_is_one_line(server, tmp_path, capsys):
+    (tmp_path / "broden1_227").mkdir()
+    (tmp_path / "broden1_227" / "notes.txt").write_text("mine")
+    assert main(["broden1_227", "--dest", str(tmp_path), "--base-url", server.url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not empty" in err and "\n" not in err
+    assert (tmp_path / "broden1_227" / "notes.txt").read_text() == "mine"
+
+
+def test_an_archive_that_is_not_broden_or_escapes_is_refused(tmp_path):
+    for name, member in (("escape", "../evil.txt"), ("tables", "broden1_227/index.csv")):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(member, "image,split\n")  # not the BRODEN columns
+        served = Server(buffer.getvalue())
+        try:
+            with pytest.raises(DownloadError, match="not a BRODEN release|outside the archive"):
+                download_broden("broden1_227", tmp_path / name, base_url=served.url, progress=False)
+        finally:
+            served.close()
+        assert (
+            not (tmp_path / name / "broden1_227").exists() and not (tmp_path / "evil.txt").exists()
+        )
+
+
+def test_unpack_folders_of_dead_processes_are_removed(server, tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = tmp_path / f"broden1_227.tmp-{int(dead.stdout)}"
+    (stale / "images").mkdir(parents=True)
+    download_broden("broden1_227", tmp_path, base_url=server.url, progress=False)
+    assert not stale.exists() and (tmp_path / "broden1_227" / "index.csv").is_file()

@@ -2,6 +2,7 @@
 quantile of the stored values, and the cache is reused only for the same (dataset, network,
 weights, layer, input size) and never when incomplete."""
 
+import json
 from pathlib import Path
 
 import h5py
@@ -81,9 +82,7 @@ def test_synthnet_store_equals_direct_forward_and_sorted_quantile(stores):
         attrs["input_size"],
         attrs["channels"],
     ) == ("synthnet", "conv5", "conv5", 64, 128)
-    assert (
-        attrs["stride"] == 16 and attrs["index_fingerprint"] == concepts.attrs["index_fingerprint"]
-    )
+    assert attrs["stride"] == 16 and attrs["concepts"] == concepts.attrs["key"]
     assert store.quantile == 0.01 and attrs["net2vec_complete"]
 
 
@@ -139,9 +138,13 @@ def test_incomplete_or_mismatched_store_is_rebuilt(stores, monkeypatch):
     rebuilt = prepare_activation_store(cfg, concepts)
     np.testing.assert_array_equal(rebuilt.activations([0, 1]), good)
     rebuilt.close()
-    with h5py.File(path, "a") as handle:  # a file of other settings under this name
-        handle.attrs["key"] = "something-else"
-    assert prepare_activation_store(cfg, concepts).attrs["key"] in path.name
+    with h5py.File(path, "a") as handle:  # a file of other inputs under this name
+        record = json.loads(handle.attrs["net2vec_record"])
+        handle.attrs["net2vec_record"] = json.dumps({**record, "key": "something-else"})
+        handle["activations"][0] = 0
+    again = prepare_activation_store(cfg, concepts)
+    assert again.attrs["key"] in path.name
+    np.testing.assert_array_equal(again.activations([0, 1]), good)
 
 
 def test_interrupted_write_leaves_nothing_trusted(stores, monkeypatch):

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+import torch
 from conftest import CONF, TINY, compose_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -186,22 +187,25 @@ def test_ddp_gives_the_results_of_one_process(tmp_path, shared_cache, task):
     assert max(diffs.values()) <= 1e-5, diffs
 
 
-def test_only_rank_zero_takes_the_probe_cache_lock(monkeypatch):
+def test_only_rank_zero_takes_the_probe_cache_lock(monkeypatch, tmp_path):
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+    from net2vec import cache
     from net2vec.probes import fitting
     from net2vec.probes.base import ddp_loss_scale
     from net2vec.probes.segmentation import SegmentationProbe
 
     assert ddp_loss_scale(SegmentationProbe(2, 3, np.full(2, 0.9))) == 1  # no trainer: no scaling
     taken = []
-    monkeypatch.setattr(fitting, "file_lock", lambda path: taken.append(path) or open(os.devnull))
-    fitter = fitting.Fitter(None, None, Path("/nonexistent"), Path("/nonexistent"), {}, "probe")
-    monkeypatch.setattr(fitter, "fit", lambda *args: SimpleNamespace(is_global_zero=False))
-    for rank, locks in ((1, 0), (0, 1)):
+    real_lock = cache.file_lock
+    monkeypatch.setattr(cache, "file_lock", lambda path: taken.append(path) or real_lock(path))
+    fitter = fitting.Fitter(None, None, tmp_path / "run", tmp_path / "cache", {}, "probe")
+    monkeypatch.setattr(fitter, "fit", lambda *args: None)
+    for rank, locks, cached in ((1, 0, 0), (0, 1, 1)):
         monkeypatch.setattr(rank_zero_only, "rank", rank)
-        fitter.fit_all_filters("module", None)
+        fitter.fit_all_filters(torch.nn.Linear(2, 2), None)
         assert len(taken) == locks
+        assert len(list((tmp_path / "cache" / "probes").glob("*.safetensors"))) == cached
         taken.clear()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import h5py
 import numpy as np
@@ -13,6 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from net2vec.config import ConfigError
 from net2vec.pipeline import train
+from net2vec.probes.fitting import Fitter
 
 NETWORKS = ["alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "synthnet", "planted"]
 
@@ -85,16 +87,27 @@ def test_planted_seg_run_writes_the_three_files(tmp_path, shared_cache):
     assert on_disk["stores"]["activation_store"].endswith(".h5")
 
 
-def test_a_rerun_reuses_the_cached_all_filter_probe(tmp_path, shared_cache):
+def test_a_rerun_reuses_the_cached_all_filter_probe(tmp_path, shared_cache, monkeypatch, caplog):
     common = ["network=planted", f"paths.data_dir={shared_cache}/data"]
     first = train(compose_config(tmp_path / "a", *common, cache=shared_cache / "cache"))
-    second = train(
-        compose_config(tmp_path / "b", *common, "probe.subsets=[2]", cache=shared_cache / "cache")
+    fits = []
+    real_fit = Fitter.fit
+    monkeypatch.setattr(
+        Fitter,
+        "fit",
+        lambda self, module, dm, name, **kw: (
+            fits.append(name) or real_fit(self, module, dm, name, **kw)
+        ),
     )
-    assert (
-        second["timings_s"]["probe_all_filters"] < first["timings_s"]["probe_all_filters"]
-        or first["timings_s"]["probe_all_filters"] < 1.0
-    )
+    with caplog.at_level(logging.INFO, logger="net2vec.cache"):
+        second = train(
+            compose_config(
+                tmp_path / "b", *common, "probe.subsets=[2]", cache=shared_cache / "cache"
+            )
+        )
+    assert "all_filters" not in fits and fits, f"the all-filter probe was trained again: {fits}"
+    assert any("all-filter probe: reusing" in r.getMessage() for r in caplog.records)
+    assert second["stores"] == first["stores"]
     a, b = read_results(tmp_path / "a" / "run"), read_results(tmp_path / "b" / "run")
     assert [r["iou_val"] for r in a] == [r["iou_val"] for r in b]
 

@@ -212,7 +212,7 @@ def test_probe_training_killed_midway_resumes_to_the_same_results(
     run_and_kill(driver_spec(work, cache, data_dir, BASE, stop="probe"), tmp_path)
     checkpoints = list((work / "run" / "checkpoints").glob("all_filters-*/last.ckpt"))
     assert len(checkpoints) == 1, "no epoch-0 checkpoint to resume from"
-    assert not list((cache / "probes").glob("*.pt")), "an unfinished probe was cached"
+    assert not list((cache / "probes").glob("*.safetensors")), "an unfinished probe was cached"
     with caplog.at_level(logging.INFO, logger="net2vec.probes.fitting"):
         rerun = run_in_process(work, cache, data_dir, BASE)
     assert any("resuming from" in record.getMessage() for record in caplog.records)
@@ -285,7 +285,7 @@ def test_a_corrupt_store_is_detected_and_rebuilt(which, damage, built_stores):
 def test_a_corrupt_cached_probe_is_retrained_not_loaded(tmp_path, data_dir):
     work, cache = tmp_path / "a", tmp_path / "cache"
     first = run_in_process(work, cache, data_dir, BASE)
-    (cached,) = (cache / "probes").glob("*.pt")
+    (cached,) = (cache / "probes").glob("*.safetensors")
     truncate(cached)
     again = run_in_process(tmp_path / "b", cache, data_dir, BASE)
     assert again == first

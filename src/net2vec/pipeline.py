@@ -16,6 +16,7 @@ once rank 0 has built the stores); only rank 0 writes the run's files and logs t
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import time
 from dataclasses import dataclass
@@ -87,6 +88,32 @@ def run_dir_of(cfg: DictConfig) -> Path:
         raise ValueError("paths.output_dir is unset and no Hydra run is active") from None
 
 
+class RunDirError(ValueError):
+    """The run directory is in use by another running process (one line)."""
+
+
+_CLAIMED: dict[Path, object] = {}  # run directories this process holds (open locked files)
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Hold an exclusive lock on `run_dir` for this process's lifetime (released when it ends):
+    a second live run in the same folder is refused instead of mixing its files into it."""
+    run_dir = run_dir.resolve()
+    if run_dir in _CLAIMED:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / ".run.lock", "a+")  # noqa: SIM115 (kept open: the lock's lifetime)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunDirError(
+            f"run directory {run_dir} is in use by another running train.py; give this run its "
+            "own folder (the default hydra.run.dir is unique) or wait for that run to end"
+        ) from None
+    _CLAIMED[run_dir] = handle
+
+
 def ensure_dataset(data_cfg) -> Path:
     """The root of the dataset `data_cfg` (config group ``data``) names, generated/downloaded if asked."""
     return hydra.utils.instantiate(data_cfg).prepare()
@@ -113,7 +140,8 @@ def prepare_stores(cfg: DictConfig, timer: StageTimer | None = None) -> Stores:
     with timer("dataset"):
         root = ensure_dataset(cfg.data)
     with timer("concept_store"):
-        concepts = prepare_concept_store(root, Path(cfg.paths.cache_dir))
+        verify = str(cfg.data.get("verify", "stat"))
+        concepts = prepare_concept_store(root, Path(cfg.paths.cache_dir), verify=verify)
     with timer("activation_store"):
         activations = prepare_activation_store(cfg, concepts)
     log.info(
@@ -138,8 +166,8 @@ def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitt
         task.pop(part, None)
     key = {
         "stores": {
-            "concepts": stores.concepts.path.name,
-            "activations": stores.activations.path.name,
+            "concepts": str(stores.concepts.attrs["key"]),
+            "activations": str(stores.activations.attrs["key"]),
         },
         "task": task,
         "seed": cfg.seed,
@@ -197,6 +225,8 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:  # DDP ranks >= 1 share rank 0's folder
+        claim_run_dir(run_dir)
     timer, started = StageTimer(), time.perf_counter()
     stores = prepare_stores(cfg, timer)
     identity = run_identity(

@@ -18,7 +18,7 @@ column, so a pixel may carry several labels (e.g. a part and its sub-part on two
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class Label:
     number: int
     name: str
     categories: tuple[str, ...]
+    line: int = field(default=0, compare=False)  # line of label.csv, for messages
 
     @property
     def category(self) -> str:
@@ -50,13 +51,24 @@ class Label:
         return self.categories[0] if self.categories else ""
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a UTF-8 CSV (a BOM and CRLF line ends are accepted); one-line errors."""
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows = list(reader)
-        return [name.strip() for name in (reader.fieldnames or [])], rows
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            lines = list(csv.reader(handle))
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {error.start}); save it as a UTF-8 CSV") from None
+    except csv.Error as error:
+        raise DatasetError(f"{path}: not a readable CSV ({error})") from None
+    header = [name.strip() for name in (lines[0] if lines else [])]
+    for line_no, line in enumerate(lines[1:], start=2):
+        if [cell.strip() for cell in line] == header:
+            raise DatasetError(f"{path} line {line_no}: repeats the header line; delete that line")
+    pad = [""] * len(header)
+    rows = [dict(zip(header, line + pad)) for line in lines[1:] if any(c.strip() for c in line)]
+    return header, rows
 
 
 def parse_categories(text: str) -> tuple[str, ...]:
@@ -68,7 +80,7 @@ def parse_categories(text: str) -> tuple[str, ...]:
 def read_labels(root: Path) -> dict[int, Label]:
     """label.csv as {number: Label}; label 0 (unlabelled) is skipped."""
     path = root / "label.csv"
-    header, rows = _read_csv(path)
+    header, rows = read_csv(path)
     for column in ("number", "name", "category"):
         if column not in header:
             raise DatasetError(f"{path}: missing column {column!r}")
@@ -79,7 +91,9 @@ def read_labels(root: Path) -> dict[int, Label]:
         except (TypeError, ValueError):
             raise DatasetError(f"{path} line {row_no}: bad label number {row['number']!r}") from None
         if number != 0:
-            labels[number] = Label(number, row["name"], parse_categories(row["category"] or ""))
+            labels[number] = Label(
+                number, row["name"], parse_categories(row["category"] or ""), row_no
+            )
     return labels
 
 
@@ -104,7 +118,7 @@ class BrodenDataset:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.index_path = self.root / "index.csv"
-        header, rows = _read_csv(self.index_path)
+        header, rows = read_csv(self.index_path)
         missing = [column for column in INDEX_COLUMNS if column not in header]
         if missing:
             raise DatasetError(f"{self.index_path}: missing column {missing[0]!r}")
@@ -115,18 +129,26 @@ class BrodenDataset:
 
     def _read_categories(self) -> list[str]:
         path = self.root / "category.csv"
-        if path.is_file():
-            header, rows = _read_csv(path)
-            key = "name" if "name" in header else header[0]
-            return [row[key] for row in rows]
-        return sorted({c for label in self.labels.values() for c in label.categories})
+        if not path.is_file():
+            return sorted({c for label in self.labels.values() for c in label.categories})
+        header, rows = read_csv(path)
+        key = "name" if "name" in header else header[0]
+        names = [row[key].strip() for row in rows]
+        for label in self.labels.values():
+            missing = [c for c in label.categories if c not in names]
+            if missing:
+                raise DatasetError(
+                    f"{self.root / 'label.csv'} line {label.line}: category {missing[0]!r} is not "
+                    f"in {path} ({', '.join(names)}); add it there or correct the label"
+                )
+        return names
 
     def category_codes(self, category: str) -> dict[int, int]:
         """c_<category>.csv as {dense code: global label number} (empty when the file is absent)."""
         path = self.root / f"c_{category}.csv"
         if not path.is_file():
             return {}
-        _, rows = _read_csv(path)
+        _, rows = read_csv(path)
         return {int(row["code"]): int(row["number"]) for row in rows}
 
     def where(self, i: int) -> str:

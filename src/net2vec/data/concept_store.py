@@ -1,7 +1,8 @@
 """The concept store: one HDF5 file per probe dataset with everything the probes need from it.
 
-Path: ``<cache_dir>/concepts/<dataset-name>-<fingerprint of index.csv>-v<LAYOUT>.h5`` (an edited
-index.csv gives a new store). Layout (docs/architecture.md):
+Path: ``<cache_dir>/concepts/<dataset-name>-<key>.h5``, the key a fingerprint of the dataset's
+content and location and of LAYOUT (``data.fingerprint``; cache.py: an edited image, mask or CSV
+gives a new store, logged with what changed). Layout (docs/architecture.md):
 
 ==========================  ================  =================================================
 ``concepts/name``           (C,) str          label.csv name
@@ -25,7 +26,8 @@ index.csv gives a new store). Layout (docs/architecture.md):
 ==========================  ================  =================================================
 
 Attributes: ``mask_size`` (sh, sw), ``dataset_root``, ``index_fingerprint``, ``n_excluded``,
-``n_resized``, ``layout``, ``net2vec_complete`` (set last). The file holds every label with an
+``n_resized``, ``layout``, ``key`` and ``net2vec_record`` (JSON: key and inputs, cache.py),
+``net2vec_complete``. The file holds every label with an
 image in either split; :class:`ConceptStore` by default shows the probes' concepts only, the
 labels with a train *and* a val image (``n_excluded`` counts the labels of label.csv left out),
 and ``every_label=True`` shows them all (Network Dissection). A concept is pixel-level when its
@@ -46,9 +48,10 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from net2vec.cache import COMPLETE_ATTR, atomic_path, file_lock, fingerprint_file
+from net2vec.cache import COMPLETE_ATTR, Artifact, cached_build, fingerprint_file
 from net2vec.data.broden import (IMAGE_COLUMNS, PIXEL_COLUMNS, BrodenDataset, DatasetError,
                                   planes_to_masks)
+from net2vec.data.fingerprint import dataset_fingerprint
 
 log = logging.getLogger(__name__)
 _STR = h5py.string_dtype("utf-8")
@@ -57,37 +60,34 @@ LAYOUT = 2                               # bumped when the file layout changes (
 COVERAGE_COLUMNS = PIXEL_COLUMNS + IMAGE_COLUMNS
 
 
-def store_path(root: str | Path, cache_dir: str | Path) -> Path:
-    """Where the concept store of the dataset at `root` lives."""
+def concept_artifact(root: str | Path, cache_dir: str | Path, verify: str = "stat") -> Artifact:
+    """The concept store of `root` as a cached artifact keyed by the dataset's fingerprint."""
     root = Path(root)
-    index = root / "index.csv"
-    if not index.is_file():
-        raise DatasetError(f"{index}: file not found")
-    return Path(cache_dir) / "concepts" / f"{root.resolve().name}-{fingerprint_file(index)}-v{LAYOUT}.h5"
+    if not (root / "index.csv").is_file():
+        raise DatasetError(f"{root / 'index.csv'}: file not found")
+    inputs = {"data": dataset_fingerprint(root, verify), "layout": LAYOUT}
+    return Artifact(Path(cache_dir) / "concepts", root.resolve().name, ".h5", inputs)
 
 
-def is_complete(path: Path) -> bool:
-    """Whether `path` is a finished store (the completion attribute is written last)."""
-    try:
-        with h5py.File(path, "r") as handle:
-            return bool(handle.attrs.get(COMPLETE_ATTR, False))
-    except (OSError, FileNotFoundError):
-        return False
+def store_path(root: str | Path, cache_dir: str | Path, verify: str = "stat") -> Path:
+    """Where the concept store of the dataset at `root` (as it is now) lives."""
+    return concept_artifact(root, cache_dir, verify).path
 
 
-def prepare_concept_store(root: str | Path, cache_dir: str | Path, workers: int | None = None,
-                          progress: bool = True) -> "ConceptStore":
-    """Build the concept store of `root` once (locked, atomic) or reuse the complete one."""
-    path = store_path(root, cache_dir)
-    built = False
-    if not is_complete(path):
-        with file_lock(path):
-            if not is_complete(path):
-                build_concept_store(root, path, workers, progress)
-                built = True
-    if not built:    # complete already, or completed by another process while we waited
-        log.info("concept store: reusing %s", path)
-    return ConceptStore(path)
+def prepare_concept_store(
+    root: str | Path,
+    cache_dir: str | Path,
+    workers: int | None = None,
+    progress: bool = True,
+    verify: str = "stat",
+) -> ConceptStore:
+    """The concept store of `root`: reused when its key matches the data, else built (cache.py)."""
+    return cached_build(
+        concept_artifact(root, cache_dir, verify),
+        lambda tmp: build_concept_store(root, tmp, workers, progress),
+        ConceptStore,
+        "concept store",
+    )
 
 
 def _resize_nearest(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -244,42 +244,57 @@ def _write_pairs(out: h5py.File, first: dict, keep: np.ndarray, concept: np.ndar
         written += len(rows)
 
 
+def _splits(dataset: BrodenDataset) -> np.ndarray:
+    """(N,) uint8 split, 1 = val; a dataset without train or without val rows is a DatasetError."""
+    split = np.array([dataset.split(i) == "val" for i in range(len(dataset))], np.uint8)
+    for value, name in ((0, "train"), (1, "val")):
+        if not (split == value).any():
+            raise DatasetError(
+                f"{dataset.index_path}: no row has split={name}; the probes need train and val "
+                "images: mark some rows of index.csv as " + name
+            )
+    return split
+
+
 def build_concept_store(root: str | Path, path: str | Path, workers: int | None = None, progress: bool = True) -> Path:
-    """Decode the dataset at `root` into a concept store at `path` (written atomically)."""
+    """Decode the dataset at `root` into a concept store at `path` (prepare_concept_store makes
+    the write atomic and stamps the record)."""
     root, path = Path(root), Path(path)
     dataset = BrodenDataset(root)
-    split = np.array([dataset.split(i) == "val" for i in range(len(dataset))], np.uint8)
+    split = _splits(dataset)
     size = _common_size(dataset)
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if len(dataset) > 4000 else 1
-    with atomic_path(path) as tmp:
-        scratch_path = Path(f"{tmp}.scratch")
-        try:
-            with h5py.File(scratch_path, "w") as scratch, h5py.File(tmp, "w") as out:
-                first = _first_pass(dataset, size, scratch, workers, progress)
-                numbers, presence = _presence_by_label(dataset, first)
-                n_train = presence[split == 0].sum(0)
-                n_val = presence[split == 1].sum(0)
-                kept_mask = (n_train + n_val) > 0      # every label with an image; probes use fewer
-                kept = numbers[kept_mask]
-                keep = np.isin(first["label"], kept)
-                concept = np.searchsorted(kept, first["label"][keep])
-                pixel = np.bincount(concept, minlength=len(kept)) > 0
-                coverage = _coverage(first, numbers, size)[kept_mask]
-                _write_concepts(out, dataset, kept, pixel, coverage)
-                _write_whole(out, first, numbers, kept)
-                out["split"] = split
-                out["image"] = np.array([dataset.image_name(i) for i in range(len(dataset))], dtype=object).astype(_STR)
-                out.create_dataset("presence", data=presence[:, kept_mask], compression="gzip", compression_opts=4)
-                _write_pairs(out, first, keep, concept, len(dataset))
-                n_excluded = int(((n_train == 0) | (n_val == 0)).sum())
-                out.attrs.update({"mask_size": np.array(size, np.int64), "dataset_root": str(root.resolve()),
-                                  "index_fingerprint": fingerprint_file(dataset.index_path),
-                                  "n_excluded": n_excluded, "n_resized": int(first["resized"]),
-                                  "layout": LAYOUT})
-                out.attrs[COMPLETE_ATTR] = True
-        finally:
-            scratch_path.unlink(missing_ok=True)
+    scratch_path = Path(f"{path}.scratch")
+    try:
+        with h5py.File(scratch_path, "w") as scratch, h5py.File(path, "w") as out:
+            first = _first_pass(dataset, size, scratch, workers, progress)
+            numbers, presence = _presence_by_label(dataset, first)
+            n_train = presence[split == 0].sum(0)
+            n_val = presence[split == 1].sum(0)
+            kept_mask = (n_train + n_val) > 0      # every label with an image; probes use fewer
+            kept = numbers[kept_mask]
+            keep = np.isin(first["label"], kept)
+            concept = np.searchsorted(kept, first["label"][keep])
+            pixel = np.bincount(concept, minlength=len(kept)) > 0
+            coverage = _coverage(first, numbers, size)[kept_mask]
+            _write_concepts(out, dataset, kept, pixel, coverage)
+            _write_whole(out, first, numbers, kept)
+            out["split"] = split
+            out["image"] = np.array([dataset.image_name(i) for i in range(len(dataset))], dtype=object).astype(_STR)
+            out.create_dataset("presence", data=presence[:, kept_mask], compression="gzip", compression_opts=4)
+            _write_pairs(out, first, keep, concept, len(dataset))
+            n_excluded = int(((n_train == 0) | (n_val == 0)).sum())
+            if n_excluded == len(numbers):
+                raise DatasetError(f"{dataset.index_path}: no label of label.csv occurs in both "
+                                   "train and val images; the probes need such concepts")
+            out.attrs.update({"mask_size": np.array(size, np.int64), "dataset_root": str(root.resolve()),
+                              "index_fingerprint": fingerprint_file(dataset.index_path),
+                              "n_excluded": n_excluded, "n_resized": int(first["resized"]),
+                              "layout": LAYOUT})
+            out.attrs[COMPLETE_ATTR] = True
+    finally:
+        scratch_path.unlink(missing_ok=True)
     log.info("concept store: %d concepts kept for the probes, %d of %d labels excluded (%d without "
              "train images, %d without val images); %d labels with images for NetDissect",
              len(numbers) - n_excluded, n_excluded, len(numbers), int((n_train == 0).sum()),

@@ -6,9 +6,9 @@ size (bilinear) and normalised with the network's mean/std; a `StoreWriter` call
 each batch of layer maps into the HDF5 file and into the exact streaming thresholds. Perturbed
 inputs (the robustness experiment) are an image ``transform`` of :class:`ProbeImages`, keyed
 into the store by the transform's ``key``. `extracted_store` is the cached entry point that every
-network adapter's ``activation_store`` calls; the store's key hashes the dataset's fingerprint,
-the network, its weights, the layer's module path, the input size, the storage dtype, τ and
-the transform (features.store).
+network adapter's ``activation_store`` calls; the store's key hashes the concept store's key (the
+data's fingerprint), the network, its weights digest, the layer's module path, the input size and
+preprocessing, the storage dtype, τ and the transform (features.store, cache.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from net2vec.features.store import (
     ActivationStoreError,
     StoreBuilder,
     cached_store,
-    store_file,
+    store_artifact,
 )
 from net2vec.features.tokens import image_hw
 
@@ -166,16 +166,23 @@ def store_spec(
     extraction: Extraction,
     transform=None,
 ) -> dict:
-    """Every setting the stored values depend on (hashed into the store key)."""
+    """Every input the stored values depend on (hashed into the store key): the concept store's
+    key (the data's fingerprint), the network, its weights digest, the layer's module path, the
+    input size and preprocessing, the storage dtype, τ and the transform."""
     root = concepts.attrs["dataset_root"]
     spec = {
+        "concepts": str(concepts.attrs.get("key")),
         "dataset": str(root),
-        "index_fingerprint": str(concepts.attrs.get("index_fingerprint")),
         "network": network.name,
         "arch": str(getattr(network, "arch", type(network).__name__)),
         "weights": network.weights_key(root, cache_dir),
         "module": network.resolve_layer(layer),
         "input_size": network.input_size,  # N, or [H, W] when not square
+        "preprocessing": {
+            "resize": "bilinear",
+            "mean": list(network.mean),
+            "std": list(network.std),
+        },
         "dtype": str(extraction.dtype),
         "quantile": float(quantile),
     }
@@ -193,23 +200,16 @@ def extracted_store(
     extraction: Extraction,
     transform=None,
 ) -> ActivationStore:
-    """The activation store of (dataset, network, weights, layer, input size, τ[, transform]): reuse or build."""
+    """The activation store of (data, network, weights, layer, input size, τ[, transform]): reuse or build."""
     spec = store_spec(network, concepts, layer, quantile, cache_dir, extraction, transform)
     suffix = f"-{transform.key}" if transform is not None else ""
-    path, key = store_file(cache_dir, network.name, f"{layer}{suffix}", spec)
+    artifact = store_artifact(cache_dir, network.name, f"{layer}{suffix}", spec)
 
     def build(tmp: Path) -> None:
         root = Path(str(concepts.attrs["dataset_root"]))
         images = ProbeImages(root, concepts.images, spec["input_size"], transform)
         maps = LayerMaps(network, network.build(root, cache_dir), spec["module"])
-        attrs = {k: v for k, v in spec.items() if k != "quantile"}
-        extract(
-            images,
-            maps,
-            tmp,
-            spec["quantile"],
-            extraction,
-            {**attrs, "layer": str(layer), "key": key},
-        )
+        attrs = {k: v for k, v in spec.items() if k not in ("quantile", "preprocessing")}
+        extract(images, maps, tmp, spec["quantile"], extraction, {**attrs, "layer": str(layer)})
 
-    return cached_store(path, key, build)
+    return cached_store(artifact, build)

@@ -10,21 +10,27 @@ torchvision classification builder; ``features.synthnet.SynthNetNetwork`` extend
 of network is one adapter class with these methods and one yaml file (docs/architecture.md).
 
 ``weights``: ``DEFAULT`` or a torchvision weights-enum name (fetched into the torch hub cache),
-a checkpoint path (a state dict), or ``null`` = random init seeded by ``init_seed``.
+a checkpoint path (a state dict in a ``.pth``/``.pt`` file read with ``weights_only=True``, or a
+``.safetensors`` file), or ``null`` = random init seeded by ``init_seed``. A file that needs
+pickled code to load is refused with a one-line error saying how to convert it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import pickle
 import re
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 import torchvision
+from safetensors.torch import load_file
 from torch import nn
 
+from net2vec.cache import fingerprint_file
 from net2vec.features.extract import IMAGENET_MEAN, IMAGENET_STD, extracted_store
 from net2vec.features.hooks import NetworkError
 from net2vec.features.tokens import image_hw, spatial_maps
@@ -46,10 +52,18 @@ def is_enum_name(weights) -> bool:
 
 
 def file_key(path: str | Path) -> str:
-    """A checkpoint file's identity in store keys: resolved path, size and modification time."""
+    """A checkpoint file's identity in store keys: the SHA-256 of its content."""
     path = Path(str(path)).expanduser().resolve()
-    stat = path.stat() if path.is_file() else None
-    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}" if stat else str(path)
+    if not path.is_file():
+        return str(path)
+    stat = path.stat()
+    return f"sha256:{_file_digest(str(path), stat.st_size, stat.st_mtime_ns)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """Full-content digest, computed once per (path, size, mtime) in a process."""
+    return fingerprint_file(path, 64)
 
 
 class TorchvisionNetwork:
@@ -213,23 +227,48 @@ def _fetch(weights) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """State dict of a .pth/.pth.tar file: a `state_dict`/`model` entry if present, every
-    `module.` (DataParallel wrappers, also inside a path as in Places365's AlexNet) stripped."""
+CONVERT = (
+    'convert it once, from a source you trust, to a plain state dict: python -c "import torch; '
+    "m = torch.load('{path}', weights_only=False); "
+    "m = m.state_dict() if hasattr(m, 'state_dict') else m.get('state_dict', m); "
+    "torch.save(m, '{path}.state_dict.pt')\" and pass that file (or a .safetensors file)"
+)
+
+
+def load_state_file(path: str | Path) -> dict:
+    """A .safetensors file, or a torch file read with ``weights_only=True`` (tensors, numbers,
+    strings and containers only: a file that needs pickled code is refused, its code never runs)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise NetworkError(f"network.weights={str(path)!r}: file not found")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except Exception as error:  # safetensors' own error types
+            raise NetworkError(f"{path}: not a readable .safetensors file ({error})") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
-    except Exception as error:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if re.search(r"Unsupported global|GLOBAL |not an allowed global", str(error)):
+            raise NetworkError(
+                f"{path}: holds pickled objects or code that safe loading refuses; "
+                + CONVERT.format(path=path)
+            ) from None
+        raise NetworkError(f"{path}: not a PyTorch checkpoint (UnpicklingError)") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise NetworkError(f"{path}: not a PyTorch checkpoint ({type(error).__name__})") from None
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """State dict of a .pth/.pth.tar/.safetensors file: a `state_dict`/`model` entry if present,
+    every `module.` (DataParallel wrappers, also inside a path as in Places365's AlexNet) stripped
+    (load_state_file: safe loading only)."""
+    state = load_state_file(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    if isinstance(state, nn.Module):
-        state = state.state_dict()
-    if not isinstance(state, dict):
-        raise NetworkError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise NetworkError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
     return {re.sub(r"(^|\.)module\.", r"\1", k): v for k, v in state.items()}
 
 

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from net2vec.features.hooks import NetworkError
-from net2vec.features.store import ActivationStore, StoreBuilder, cached_store, store_file
+from net2vec.features.store import ActivationStore, StoreBuilder, cached_store, store_artifact
 
 log = logging.getLogger(__name__)
 KEYS = (
@@ -239,28 +239,25 @@ class PlantedSource:
             raise NetworkError("network=planted has no images: input perturbations do not apply")
         self.resolve_layer(layer)
         spec = {
+            "concepts": str(concepts.attrs.get("key")),
             "dataset": str(concepts.attrs.get("dataset_root")),
-            "index_fingerprint": str(concepts.attrs.get("index_fingerprint")),
             "network": "planted",
             "params": self.params,
             "layer": str(layer),
             "dtype": str(extraction.dtype),
             "quantile": float(quantile),
         }
-        path, key = store_file(cache_dir, self.name, str(layer), spec)
         attrs = {
             "network": "planted",
             "layer": str(layer),
             "module": "planted",
             "weights": "planted",
             "input_size": self.input_size,
-            "key": key,
             "dataset": spec["dataset"],
-            "index_fingerprint": spec["index_fingerprint"],
+            "concepts": spec["concepts"],
         }
         return cached_store(
-            path,
-            key,
+            store_artifact(cache_dir, self.name, str(layer), spec),
             lambda tmp: build_planted(
                 concepts, self.params, quantile, extraction.dtype, attrs, tmp
             ),

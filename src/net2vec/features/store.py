@@ -4,19 +4,19 @@ Layout (docs/architecture.md): ``activations`` (N, K, h, w) float32|float16 chun
 ``pooled`` (N, K) float32 spatial means of the full-precision activations, ``thresholds`` (K,)
 float32 (attribute ``quantile``): the exact top-τ threshold of the *stored* values (docs/method.md
 §2), so ``thresholded = stored > T``. Attributes: network, layer, module, weights, input_size,
-dataset, index_fingerprint, channels, stride, dtype, key, and ``net2vec_complete`` written last.
+dataset, concepts (the concept store's key), channels, stride, dtype, key, ``net2vec_record``
+(JSON: key and inputs) and ``net2vec_complete``.
 
 Every source of activations (a network's forward pass, ``features.extract``; the planted encoding,
-``features.planted``) writes through :class:`StoreBuilder` and is cached by :func:`cached_store`:
-reused only when complete and its ``key`` attribute matches; written under a temporary name, under
-a lock, at ``<cache_dir>/activations/<network>-<layer>-<key>.h5``.
+``features.planted``) writes through :class:`StoreBuilder` and is cached by :func:`cached_store`
+(cache.cached_build): reused only when complete and its record's key matches; written under a
+temporary name, under a lock, at ``<cache_dir>/activations/<network>-<layer>-<key>.h5``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import torch
 
-from net2vec.cache import COMPLETE_ATTR, atomic_path, file_lock, fingerprint_json
+from net2vec.cache import COMPLETE_ATTR, Artifact, cached_build
 from net2vec.features.thresholds import TopQuantile
 
 log = logging.getLogger(__name__)
@@ -138,45 +138,11 @@ class StoreBuilder:
         self.handle.attrs[COMPLETE_ATTR] = True
 
 
-def store_file(cache_dir: str | Path, network: str, layer: str, spec: dict) -> tuple[Path, str]:
-    """(path, key) of the store for `spec`."""
-    key = fingerprint_json(spec)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{network}-{layer}")
-    return Path(cache_dir) / "activations" / f"{safe}-{key}.h5", key
+def store_artifact(cache_dir: str | Path, network: str, layer: str, spec: dict) -> Artifact:
+    """The activation store of `spec` (every input its values depend on) as a cached artifact."""
+    return Artifact(Path(cache_dir) / "activations", f"{network}-{layer}", ".h5", spec)
 
 
-def cached_store(path: Path, key: str, build: Callable[[Path], None]) -> ActivationStore:
-    """The complete store at `path` with attribute key == `key`, else build it (locked, atomic)."""
-
-    def trusted() -> ActivationStore | None:
-        if not path.is_file():
-            return None
-        try:
-            store = ActivationStore(path)
-        except ActivationStoreError as error:
-            log.warning("activation store: %s; rebuilding", error)
-            return None
-        if store.attrs.get("key") != key:
-            log.warning(
-                "activation store: %s has key %s, expected %s; rebuilding",
-                path,
-                store.attrs.get("key"),
-                key,
-            )
-            return None
-        return store
-
-    store = trusted()
-    if store is not None:
-        log.info("activation store: reusing %s", path)
-        return store
-    with file_lock(path):
-        store = trusted()
-        if store is None:
-            with atomic_path(path) as tmp:
-                build(tmp)
-            store = ActivationStore(path)
-            log.info("activation store: built %s", path)
-        else:
-            log.info("activation store: reusing %s (built while this process waited)", path)
-    return store
+def cached_store(artifact: Artifact, build: Callable[[Path], None]) -> ActivationStore:
+    """The store of `artifact`: reused when complete with a matching record, else built (cache.py)."""
+    return cached_build(artifact, build, ActivationStore, "activation store")

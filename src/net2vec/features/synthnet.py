@@ -15,15 +15,18 @@ concept store, train split only.
 thread (bit-identical on CPU for a given seed, whatever the thread setting of the caller; on a
 shared 2-core machine one thread is also several times faster than two). The images are decoded
 once into memory as uint8. About a minute for 2000 images (12 epochs).
-`ensure_synthnet` keeps one checkpoint per (dataset fingerprint, seed, epochs) under
-``<cache_dir>/synthnet/`` (locked, atomic): ``network=synthnet`` with ``weights: auto`` uses it.
-CLI: ``python -m net2vec.features.synthnet --data DIR --out PATH [--epochs E] [--seed S]``.
+`ensure_synthnet` keeps one checkpoint per (data fingerprint, seed, epochs) under
+``<cache_dir>/synthnet/`` as ``.safetensors`` (cache.cached_build: locked, atomic, verified, a
+corrupt one retrained): ``network=synthnet`` with ``weights: auto`` uses it.
+CLI: ``python -m net2vec.features.synthnet --data DIR --out PATH [--epochs E] [--seed S]``
+(``PATH`` ending in ``.safetensors``: that format; else a torch dict readable with weights_only).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import sys
 import tempfile
@@ -33,13 +36,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from net2vec.cache import atomic_path, file_lock, fingerprint_file
+from net2vec.cache import Artifact, atomic_path, cached_build
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.features.hooks import NetworkError
-from net2vec.features.networks import TorchvisionNetwork, file_key, is_random
+from net2vec.features.networks import TorchvisionNetwork, file_key, is_random, load_state_file
 
 log = logging.getLogger(__name__)
 INPUT_SIZE = 128
@@ -89,23 +94,52 @@ class SynthNet(nn.Module):
 
 
 def load_synthnet(path: str | Path) -> SynthNet:
-    """SynthNet from a checkpoint written by `train_synthnet`."""
+    """SynthNet from a checkpoint written by `train_synthnet` (.safetensors, or a torch file read
+    with ``weights_only=True``); a bad file is a one-line NetworkError."""
     path = Path(path)
     if not path.is_file():
         raise NetworkError(
             f"network.weights={str(path)!r}: file not found (weights: auto trains one)"
         )
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or "config" not in state:
-        raise NetworkError(f"{path}: not a SynthNet checkpoint")
+    config, state = _read_checkpoint(path)
     try:
-        model = SynthNet(**state["config"])
-        model.load_state_dict(state["state_dict"])
+        model = SynthNet(**config)
+        model.load_state_dict(state)
     except (TypeError, RuntimeError):
         raise NetworkError(
             f"{path}: a SynthNet checkpoint of another version; retrain it"
         ) from None
     return model.eval()
+
+
+def _read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(config, state dict) of a SynthNet checkpoint in either format."""
+    try:
+        with safe_open(str(path), "pt") as handle:
+            config = json.loads((handle.metadata() or {}).get("config", "null"))
+        if config is not None:
+            return config, load_file(str(path))
+    except Exception:  # not a safetensors file: read it as a torch file below
+        pass
+    state = load_state_file(path)
+    if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
+        raise NetworkError(f"{path}: not a SynthNet checkpoint (no config and state_dict)")
+    return state["config"], state["state_dict"]
+
+
+def save_synthnet(model: SynthNet, path: str | Path, meta: dict, safetensors: bool) -> None:
+    """Write `model` as .safetensors (config and meta in the metadata) or as a torch dict."""
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if safetensors:
+        metadata = {
+            "config": json.dumps(model.config),
+            "version": str(VERSION),
+            "meta": json.dumps(meta),
+        }
+        save_file(state, str(path), metadata=metadata)
+    else:
+        payload = {"config": model.config, "state_dict": state, "version": VERSION, "meta": meta}
+        torch.save(payload, path)
 
 
 def load_images(root: Path, names, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -221,17 +255,16 @@ def _fit(
     model.eval()
 
 
-def train_synthnet(
+def fit_synthnet(
     data_root: str | Path,
-    out_path: str | Path,
     epochs: int = EPOCHS,
     seed: int = 0,
     cache_dir: str | Path | None = None,
     batch_size: int = 32,
     lr: float = 2e-3,
-) -> Path:
-    """Train SynthNet on the train split of the dataset at `data_root`; write `out_path` atomically."""
-    data_root, out_path = Path(data_root), Path(out_path)
+) -> SynthNet:
+    """SynthNet trained on the train split of the dataset at `data_root` (reproducible)."""
+    data_root = Path(data_root)
     with tempfile.TemporaryDirectory() as scratch:
         store = prepare_concept_store(data_root, cache_dir or scratch, progress=False)
         rows, scene, presence = _labels(store)
@@ -254,43 +287,61 @@ def train_synthnet(
             batch_size,
             lr,
         )
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    return model
+
+
+def train_synthnet(
+    data_root: str | Path,
+    out_path: str | Path,
+    epochs: int = EPOCHS,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """Train SynthNet on `data_root`; write `out_path` atomically (.safetensors or a torch dict)."""
+    model = fit_synthnet(data_root, epochs, seed, cache_dir)
+    meta = {"data_root": str(data_root), "epochs": epochs, "seed": seed}
     with atomic_path(out_path) as tmp:
-        torch.save(
-            {
-                "config": model.config,
-                "state_dict": state,
-                "version": VERSION,
-                "meta": {"data_root": str(data_root), "epochs": epochs, "seed": seed},
-            },
-            tmp,
-        )
-    return out_path
+        save_synthnet(model, tmp, meta, Path(out_path).suffix == ".safetensors")
+    return Path(out_path)
+
+
+def checkpoint_artifact(
+    data_root: str | Path, cache_dir: str | Path, seed: int, epochs: int
+) -> Artifact:
+    """SynthNet trained on `data_root` as a cached artifact: keyed by the concept store's key
+    (the data's fingerprint), the seed, the epochs and VERSION."""
+    concepts = prepare_concept_store(data_root, cache_dir, progress=False)
+    inputs = {
+        "concepts": str(concepts.attrs["key"]),
+        "seed": int(seed),
+        "epochs": int(epochs),
+        "version": VERSION,
+    }
+    return Artifact(Path(cache_dir) / "synthnet", f"synthnet-v{VERSION}", ".safetensors", inputs)
 
 
 def checkpoint_path(data_root: str | Path, cache_dir: str | Path, seed: int, epochs: int) -> Path:
-    """Cached checkpoint of SynthNet trained on `data_root` (keyed by its index.csv fingerprint)."""
-    key = fingerprint_file(Path(data_root) / "index.csv")
-    return Path(cache_dir) / "synthnet" / f"synthnet-v{VERSION}-{key}-s{seed}-e{epochs}.pt"
+    """Where the cached SynthNet of `data_root` (as it is now) lives."""
+    return checkpoint_artifact(data_root, cache_dir, seed, epochs).path
 
 
 def ensure_synthnet(
     data_root: str | Path, cache_dir: str | Path, seed: int = 0, epochs: int = EPOCHS
 ) -> Path:
-    """Train once (locked) or reuse the cached SynthNet checkpoint of `data_root`."""
-    path = checkpoint_path(data_root, cache_dir, seed, epochs)
-    if not path.is_file():
-        with file_lock(path):
-            if not path.is_file():
-                log.info(
-                    "synthnet: training on %s (%d epochs, seed %d) -> %s",
-                    data_root,
-                    epochs,
-                    seed,
-                    path,
-                )
-                train_synthnet(data_root, path, epochs, seed, cache_dir)
-    return path
+    """Train once (locked, atomic) or reuse the cached SynthNet checkpoint of `data_root`;
+    a corrupt or mismatched cached checkpoint is retrained (cache.cached_build)."""
+    artifact = checkpoint_artifact(data_root, cache_dir, seed, epochs)
+    meta = {"data_root": str(data_root), "epochs": epochs, "seed": seed}
+
+    def build(tmp: Path) -> None:
+        log.info("synthnet: training on %s (%d epochs, seed %d)", data_root, epochs, seed)
+        save_synthnet(fit_synthnet(data_root, epochs, seed, cache_dir), tmp, meta, True)
+
+    def verified(path: Path) -> Path:
+        load_synthnet(path)  # raises on a corrupt file: cached_build then retrains
+        return path
+
+    return cached_build(artifact, build, verified, "synthnet")
 
 
 class SynthNetNetwork(TorchvisionNetwork):
@@ -363,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         print(train_synthnet(args.data, args.out, args.epochs, args.seed))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

@@ -2,9 +2,10 @@
 
 A :class:`Fitter` holds what every fit of a run shares: the Trainer factory (``conf/trainer``,
 a Hydra ``_partial_``), the logger, the run directory, the probe cache and the key of the run's
-inputs (stores, task settings, seed, epochs). The all-filter probe of a key is trained once and
-kept under ``<cache_dir>/probes/``; every later run that needs it (a sweep over F, a rerun) loads
-it. A run's own fits checkpoint into ``<run_dir>/checkpoints/<name>-<key>/last.ckpt`` and resume
+inputs (the stores' content keys, task settings, seed, epochs). The all-filter probe of a key is
+trained once and kept under ``<cache_dir>/probes/<name>-<key>.safetensors`` (cache.cached_build:
+a corrupt or mismatched file is retrained); every later run that needs it (a sweep over F, a
+rerun) loads it. A run's own fits checkpoint into ``<run_dir>/checkpoints/<name>-<key>/last.ckpt`` and resume
 from it; the key in the folder name means a changed config never resumes another's fit.
 
 DDP (``trainer=ddp``): Lightning starts the other ranks at the first fit, as reruns of the same
@@ -18,18 +19,16 @@ takes the probe cache's lock and writes the cache; the other ranks follow it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from safetensors.torch import load_file, save_file
 
-from net2vec.cache import atomic_path, file_lock, fingerprint_json
+from net2vec.cache import Artifact, cached_build, fingerprint_json
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +68,13 @@ class Fitter:
         """A fit's checkpoint folder in the run directory, keyed by everything it depends on."""
         return self.run_dir / "checkpoints" / f"{name}-{self.probe_key(**extra)}"
 
+    def cache_artifact(self) -> Artifact:
+        """The all-filter probe of this key as a cached artifact (cache.py)."""
+        return Artifact(self.cache_dir / "probes", self.name, ".safetensors", self.key)
+
     def cache_path(self) -> Path:
         """Where the all-filter probe of this key is cached."""
-        return self.cache_dir / "probes" / f"{self.name}-{self.probe_key()}.pt"
+        return self.cache_artifact().path
 
     def build_trainer(self, checkpoint_dir: Path | None, logger=None) -> pl.Trainer:
         """A Trainer from the factory; checkpoints the last epoch when asked; with a logger, the
@@ -112,26 +115,27 @@ class Fitter:
         self.build_trainer(None).validate(module, datamodule=datamodule, verbose=False)
 
     def fit_all_filters(self, module: pl.LightningModule, datamodule) -> pl.LightningModule:
-        """Train the all-filter probe, or load it from the cache; validated either way."""
-        path = self.cache_path()
-        # under DDP rank 0 holds the lock through the fit, which needs the other ranks: they must not wait on it
-        with file_lock(path) if rank_zero_only.rank == 0 else contextlib.nullcontext():
-            state = None
-            if path.exists():
-                try:
-                    state = torch.load(path, map_location="cpu")
-                except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-                    log.warning(
-                        "all-filter probe cache %s is unreadable (%s); retraining", path, error
-                    )
-                    path.unlink()
-            if state is not None:
-                log.info("all-filter probe from cache %s", path)
-                module.load_state_dict(state)
-                self.validate(module, datamodule)
-                return module
-            trainer = self.fit(module, datamodule, "all_filters")
-            if trainer.is_global_zero:
-                with atomic_path(path) as tmp:
-                    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+        """Train the all-filter probe, or load it from the cache; validated either way.
+
+        Under DDP only rank 0 locks and writes the cache (it holds the lock through the fit,
+        which needs the other ranks: they must not wait on it)."""
+        trained = []
+
+        def build(tmp: Path) -> None:
+            self.fit(module, datamodule, "all_filters")
+            trained.append(True)
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp)
+            )
+
+        state = cached_build(
+            self.cache_artifact(),
+            build,
+            load_file,
+            "all-filter probe",
+            publish=rank_zero_only.rank == 0,
+        )
+        if not trained:
+            module.load_state_dict(state)
+            self.validate(module, datamodule)
         return module
