@@ -9,19 +9,20 @@ from pathlib import Path
 
 import pytest
 from conftest import CONF
-from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from net2vec.pipeline import RunDirError, claim_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_default_run_dir_names_sub_seconds_and_the_seed():
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["seed=7"], return_hydra_config=True)
-    text = str(cfg.hydra.run._get_node("dir")._value())
-    assert "%f" in text and "-s${seed}" in text
-    assert "%f" in str(cfg.hydra.sweep._get_node("dir")._value())
+def test_the_default_run_dirs_name_sub_seconds_and_the_seed():
+    hydra = OmegaConf.load(CONF / "hydra" / "default.yaml")
+    assert "%f}" in hydra.run.dir and hydra.run.dir.endswith("-s${seed}")
+    assert "%f}" in hydra.sweep.dir and "${hydra.job.num}" in hydra.sweep.subdir
+    for name in ("evaluate", "experiments"):
+        own = OmegaConf.load(CONF / f"{name}.yaml").hydra
+        assert "%f}" in own.run.dir and "%f}" in own.sweep.dir
 
 
 def test_a_run_dir_held_by_a_live_process_is_refused(tmp_path):
