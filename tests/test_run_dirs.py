@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_default_run_dirs_name_sub_seconds_and_the_seed():
-    hydra = OmegaConf.load(CONF / "hydra" / "default.yaml")
-    assert "%f}" in hydra.run.dir and hydra.run.dir.endswith("-s${seed}")
-    assert "%f}" in hydra.sweep.dir and "${hydra.job.num}" in hydra.sweep.subdir
+    hydra = OmegaConf.to_container(OmegaConf.load(CONF / "hydra" / "default.yaml"))
+    assert "%f}" in hydra["run"]["dir"] and hydra["run"]["dir"].endswith("-s${seed}")
+    assert "%f}" in hydra["sweep"]["dir"] and "${hydra.job.num}" in hydra["sweep"]["subdir"]
     for name in ("evaluate", "experiments"):
-        own = OmegaConf.load(CONF / f"{name}.yaml").hydra
-        assert "%f}" in own.run.dir and "%f}" in own.sweep.dir
+        own = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))["hydra"]
+        assert "%f}" in own["run"]["dir"] and "%f}" in own["sweep"]["dir"]
 
 
 def test_a_run_dir_held_by_a_live_process_is_refused(tmp_path):
