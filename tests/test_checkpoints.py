@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from net2vec.features.hooks import NetworkError
 from net2vec.features.networks import TorchvisionNetwork, read_checkpoint
 from net2vec.features.synthnet import SynthNet, load_synthnet, save_synthnet
+from net2vec.probes.fitting import readable_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,3 +118,14 @@ def test_train_py_refuses_a_crafted_checkpoint_with_exit_2(tmp_path):
         len(errors) == 1 and "safe loading refuses" in errors[0] and "Traceback" not in done.stderr
     )
     assert not marker.exists()
+
+
+def test_a_damaged_resume_checkpoint_is_removed_not_fatal(tmp_path, caplog):
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.arange(1000.0)}, "epoch": 1}, path)
+    assert readable_checkpoint(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert not readable_checkpoint(path) and not path.exists()
+    assert "damaged" in caplog.text
+    assert not readable_checkpoint(tmp_path / "absent.ckpt")

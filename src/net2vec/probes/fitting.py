@@ -20,6 +20,7 @@ takes the probe cache's lock and writes the cache; the other ranks follow it.
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,22 @@ from safetensors.torch import load_file, save_file
 from net2vec.cache import Artifact, cached_build, fingerprint_json
 
 log = logging.getLogger(__name__)
+
+
+def readable_checkpoint(path: Path) -> bool:
+    """Whether `path` is a complete checkpoint (torch's zip format, every CRC right); a damaged
+    one is removed (logged) so that the fit starts over instead of failing."""
+    if not path.exists():
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.testzip() is None:
+                return True
+    except (OSError, zipfile.BadZipFile):
+        pass
+    log.warning("%s is damaged; training from the start", path)
+    path.unlink()
+    return False
 
 
 class Fitter:
@@ -103,7 +120,7 @@ class Fitter:
         checkpoint_dir = self.checkpoint_dir(name, **extra)
         trainer = self.build_trainer(checkpoint_dir, self.logger)
         last = checkpoint_dir / "last.ckpt"
-        resume = str(last) if last.exists() else None
+        resume = str(last) if readable_checkpoint(last) else None
         if resume:
             log.info("resuming from %s", resume)
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
