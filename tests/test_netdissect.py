@@ -26,9 +26,12 @@ from net2vec.probes.netdissect import (
     DissectionLabels,
     dissect_layer,
     dissection_labels,
+    image_chunks,
     labelled_rows,
     netdissect,
 )
+from net2vec.probes.single_filter import CHUNK_BYTES
+from net2vec.probes.unit_null import unit_null
 
 
 def bilinear_numpy(z: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -251,11 +254,13 @@ def test_store_labels_and_tally_equal_the_files(broden_set, tmp_path):
 # ---------------------------------------------------------------- task=netdissect through train(cfg)
 
 
-def test_netdissect_task_writes_units_and_counts(tmp_path, shared_cache):
+@pytest.mark.parametrize("require", [False, True])
+def test_netdissect_task_writes_units_and_counts(tmp_path, shared_cache, require):
     cfg = compose_config(
         tmp_path,
         "network=planted",
         "task=netdissect",
+        f"task.require_significant={require}",
         f"paths.data_dir={shared_cache}/data",
         cache=shared_cache / "cache",
     )
@@ -272,7 +277,11 @@ def test_netdissect_task_writes_units_and_counts(tmp_path, shared_cache):
         assert row["concept"] == names[order[0]] and row["category"] == categories[order[0]]
         assert float(row["iou"]) == pytest.approx(iou[unit, order[0]], rel=1e-5)
         assert row["concept_2"] == names[order[1]] and row["concept_3"] == names[order[2]]
-        assert (row["detector"] == "True") == (iou[unit, order[0]] > 0.04)
+        beats = float(row["p_null"]) == pytest.approx(1 / 6, rel=1e-4)  # above all 5 null draws
+        assert (row["significant"] == "True") == beats
+        assert (row["detector"] == "True") == (
+            iou[unit, order[0]] > 0.04 and (beats or not require)
+        )
     nd = json.loads((run / "summary.json").read_text())["netdissect"]
     assert nd == summary["netdissect"] and nd["union"] == "category_hit"
     detectors = [r for r in rows if r["detector"] == "True"]
@@ -284,3 +293,68 @@ def test_netdissect_task_writes_units_and_counts(tmp_path, shared_cache):
             "detectors": len(chosen),
             "unique_concepts": len({r["concept"] for r in chosen}),
         }
+    # both rules: detectors beating the null are a subset of the IoU detectors
+    plain = [r for r in rows if float(r["iou"]) > 0.04]
+    both = [r for r in plain if r["significant"] == "True"]
+    assert nd["null"] == {
+        "draws": 5,
+        "seed": 0,
+        "require_significant": require,
+        "detectors_iou": len(plain),
+        "detectors_beating_null": len(both),
+        "unique_concepts_iou": len({r["concept"] for r in plain}),
+        "unique_concepts_beating_null": len({r["concept"] for r in both}),
+    }
+    assert 0 < len(both) <= len(plain) and nd["detectors"] == len(both if require else plain)
+
+
+# ---------------------------------------------------------------- the shuffled-mask null of each unit
+
+
+def null_of(images, acts, thresholds, labels, size, union, draws=19):
+    result = netdissect(batches_of(images, acts, 5), thresholds, labels, size, union=union)
+    chunks = image_chunks(batches_of(images, acts, 5), labels, acts.shape[1], CHUNK_BYTES)
+    return result, unit_null(chunks, result, labels, thresholds, size, False, draws, seed=3)
+
+
+def labels_of(images, category, names):
+    wholes = [sorted(w) for _, w in images]
+    return DissectionLabels(
+        np.asarray(category),
+        names,
+        np.concatenate([[0], np.cumsum([len(w) for w in wholes])]),
+        np.array([c for w in wholes for c in w], dtype=np.int64),
+    )
+
+
+@pytest.mark.parametrize("whole", [{2}, set()])  # the top labels: a scene / pixel-level masks
+def test_units_independent_of_their_labels_do_not_beat_the_null(whole):
+    rng = np.random.default_rng(11)
+    size, num_images = (9, 9), 120
+    images = random_images(rng, num_images, 3, size, whole_concepts=whole)
+    labels = labels_of(images, [0, 1, 2], ["a", "b", "scene"])
+    acts = rng.normal(size=(num_images, 24, 3, 3)).astype(np.float32)  # independent of the masks
+    thresholds = np.quantile(acts.transpose(1, 0, 2, 3).reshape(24, -1), 0.7, axis=1)
+    result, null = null_of(images, acts, thresholds, labels, size, "any_label")
+    assert (result.top_concept == 2).all() == bool(whole)
+    assert 0.3 < null.p_null.mean() < 0.75, null.p_null
+    assert null.significant.mean() < 0.25
+    np.testing.assert_array_equal(null.significant, null.p_null == 1 / 20)
+    assert (null.null_iou > 0).all() and np.abs(null.null_iou - result.top_iou).max() < 0.1
+
+
+@pytest.mark.parametrize("union", ["category_hit", "any_label"])
+def test_units_equal_to_their_labels_get_the_smallest_p_null(union):
+    rng = np.random.default_rng(5)
+    size, num_images = (8, 8), 40
+    images = random_images(rng, num_images, 3, size, whole_concepts={2})
+    labels = labels_of(images, [0, 1, 2], ["a", "b", "scene"])
+    acts = np.zeros((num_images, 2, *size), np.float32)
+    for i, (masks, whole) in enumerate(images):
+        acts[i, 0] = masks.get(0, np.zeros(size, bool))  # unit 0 is concept 0's mask
+        acts[i, 1] = 2 in whole  # unit 1 fires on the whole image where the scene is
+    result, null = null_of(images, acts, np.full(2, 0.5), labels, size, union)
+    np.testing.assert_array_equal(result.top_concept, [0, 2])
+    np.testing.assert_allclose(result.top_iou, 1.0)
+    np.testing.assert_allclose(null.p_null, 1 / 20)
+    assert null.significant.all() and (null.null_iou < 0.7).all()

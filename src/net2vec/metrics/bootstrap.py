@@ -146,6 +146,25 @@ def packed_intersections(pred_bits: np.ndarray, mask_bits: np.ndarray, partner: 
     return out
 
 
+def null_intersections(
+    pred_bits: np.ndarray,
+    mask_bits: np.ndarray,
+    group: np.ndarray,
+    num_groups: int,
+    draws: int,
+    seed: int,
+) -> np.ndarray:
+    """(draws, G) summed |M ∩ L'| per group, the true masks permuted among each group's rows.
+
+    pred_bits, mask_bits: (P, bytes) np.packbits rows of the predicted and true masks; group (P,)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((draws, num_groups))
+    for d in range(draws):
+        inter = packed_intersections(pred_bits, mask_bits, within_concept_permutation(group, rng))
+        out[d] = np.bincount(group, weights=inter, minlength=num_groups)
+    return out
+
+
 def shuffled_null_iou(
     pred_bits: np.ndarray,
     mask_bits: np.ndarray,
@@ -157,20 +176,15 @@ def shuffled_null_iou(
     """(draws, C) set IoU with each concept's masks permuted among its own pairs.
 
     pred_bits, mask_bits: (P, bytes) np.packbits rows of the predicted and true masks of the
-    validation pairs; concept (P,). Sizes |M| and |L| are kept, so |M ∪ L'| = |M| + |L'| − |M ∩ L'|.
+    validation pairs; concept (P,). Sizes |M| and |L| are kept, so a concept's Σ|M ∪ L'| is
+    Σ|M| + Σ|L| − Σ|M ∩ L'|.
     """
-    rng = np.random.default_rng(seed)
+    inter = null_intersections(pred_bits, mask_bits, concept, num_concepts, draws, seed)
     pred_area = np.bitwise_count(pred_bits).sum(1, dtype=np.int64)
     mask_area = np.bitwise_count(mask_bits).sum(1, dtype=np.int64)
-    out = np.zeros((draws, num_concepts))
-    for d in range(draws):
-        partner = within_concept_permutation(concept, rng)
-        inter = packed_intersections(pred_bits, mask_bits, partner)
-        union = pred_area + mask_area[partner] - inter
-        inter_c = np.bincount(concept, weights=inter, minlength=num_concepts)
-        union_c = np.bincount(concept, weights=union, minlength=num_concepts)
-        out[d] = np.where(union_c > 0, inter_c / np.maximum(union_c, 1), 0.0)
-    return out
+    areas = np.bincount(concept, weights=pred_area + mask_area, minlength=num_concepts)
+    union = areas[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 def permuted_labels(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -5,11 +5,14 @@ masks) against the layer's stored activations, keeps each unit's top activating 
 way, and writes into the run directory:
 
 - ``units.csv``: one row per unit: ``unit, concept, category, label_number, iou, detector`` (its
-  top label over every category; detector: IoU > ``detector_iou``), then the next two labels
-  (``concept_2, category_2, iou_2, concept_3, …``);
+  top label over every category; detector: IoU > ``detector_iou``, and above every shuffled-mask
+  null draw when ``require_significant``), then the next two labels (``concept_2, category_2,
+  iou_2, concept_3, …``), then ``null_iou, p_null, significant`` (``probes.unit_null``; empty
+  when ``null_draws`` is 0);
 - ``dissection.h5``: ``iou`` (K, C), ``concepts``, ``categories``, ``label_numbers``,
   ``top_images`` (K, k) dataset rows by max activation and ``top_values`` (K, k), ``thresholds``;
-- ``summary.json``: per category the detectors and the unique concepts they detect, and totals.
+- ``summary.json``: per category the detectors and the unique concepts they detect, and totals;
+  ``null`` gives the totals under both rules (IoU alone, and IoU with the null beaten).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from net2vec.probes.netdissect import (
     dissect_layer,
     dissection_labels,
 )
+from net2vec.probes.unit_null import UnitNull, unit_null_layer
 
 # the category order of the published bar charts; others follow alphabetically
 CATEGORY_ORDER = ("object", "scene", "part", "material", "texture", "color")
@@ -70,27 +74,41 @@ class DissectionOutcome:
     top_images: np.ndarray  # (K, k)
     top_values: np.ndarray  # (K, k)
     settings: dict
+    null: UnitNull | None = None
+    require_significant: bool = False
     task: str = "netdissect"
+
+    @property
+    def detector(self) -> np.ndarray:
+        """(K,) the detectors under the run's rule: IoU > threshold (and the null beaten)."""
+        if self.require_significant:
+            return self.result.detector & self.null.significant
+        return self.result.detector
 
     def unit_rows(self, ranked: int = 3) -> tuple[list[str], list[list]]:
         """Header and rows of units.csv."""
         header = ["unit", "concept", "category", "label_number", "iou", "detector"]
         for r in range(2, ranked + 1):
             header += [f"concept_{r}", f"category_{r}", f"iou_{r}"]
+        header += ["null_iou", "p_null", "significant"]
         rows = []
         for unit in range(len(self.result.iou)):
             best = self.result.ranked(unit, ranked)
             row = [unit, str(self.names[best[0]]), str(self.categories[best[0]])]
             row += [int(self.label_numbers[best[0]]), _num(self.result.iou[unit, best[0]])]
-            row.append(bool(self.result.detector[unit]))
+            row.append(bool(self.detector[unit]))
             for c in best[1:]:
                 row += [str(self.names[c]), str(self.categories[c]), _num(self.result.iou[unit, c])]
+            null = self.null
+            row += ["", "", ""] if null is None else [_num(null.null_iou[unit])]
+            row += [] if null is None else [_num(null.p_null[unit]), bool(null.significant[unit])]
             rows.append(row)
         return header, rows
 
     def counts(self) -> dict:
-        """Per category (published order): detector units and the unique concepts they detect."""
-        detector = self.result.detector
+        """Per category (published order): detector units and the unique concepts they detect;
+        ``null``: the totals under both rules."""
+        detector = self.detector
         top_category = self.categories[self.result.top_concept]
         present = set(self.categories.tolist())
         order = [c for c in CATEGORY_ORDER if c in present] + sorted(present - set(CATEGORY_ORDER))
@@ -108,6 +126,23 @@ class DissectionOutcome:
             "detectors": int(detector.sum()),
             "unique_concepts": len(set(self.result.top_concept[detector].tolist())),
             "by_category": by_category,
+            "null": self.null_counts(),
+        }
+
+    def null_counts(self) -> dict | None:
+        """Detectors and unique concepts by IoU alone and by IoU with every null draw beaten."""
+        if self.null is None:
+            return None
+        plain, both = self.result.detector, self.result.detector & self.null.significant
+        top = self.result.top_concept
+        return {
+            "draws": self.null.draws,
+            "seed": self.null.seed,
+            "require_significant": self.require_significant,
+            "detectors_iou": int(plain.sum()),
+            "detectors_beating_null": int(both.sum()),
+            "unique_concepts_iou": len(set(top[plain].tolist())),
+            "unique_concepts_beating_null": len(set(top[both].tolist())),
         }
 
 
@@ -123,12 +158,20 @@ def summary_line(summary: dict) -> str:
         for name, c in nd["by_category"].items()
         if c["detectors"]
     )
-    config = summary["config"]
-    return (
+    config, null = summary["config"], nd.get("null")
+    rule = " and above every null draw" if null and null["require_significant"] else ""
+    line = (
         f"netdissect {config['network']} {config['layer']}: {nd['detectors']}/{nd['units']} units "
-        f"are detectors (IoU > {nd['detector_iou']:g}) of {nd['unique_concepts']} unique concepts"
-        f" [union={nd['union']}]; by category, detectors (unique): {parts or 'none'}"
+        f"are detectors (IoU > {nd['detector_iou']:g}{rule}) of {nd['unique_concepts']} unique "
+        f"concepts [union={nd['union']}]; by category, detectors (unique): {parts or 'none'}"
     )
+    if null:
+        line += (
+            f"\nshuffled-mask null ({null['draws']} draws): {null['detectors_beating_null']} of "
+            f"{null['detectors_iou']} IoU detectors beat every draw "
+            f"({null['unique_concepts_beating_null']} of {null['unique_concepts_iou']} unique concepts)"
+        )
+    return line
 
 
 def log_dissection(logger, header: list[str], rows: list[list], summary: dict) -> None:
@@ -137,6 +180,10 @@ def log_dissection(logger, header: list[str], rows: list[list], summary: dict) -
         return
     nd = summary["netdissect"]
     flat = {f"netdissect/{key}": nd[key] for key in ("units", "detectors", "unique_concepts")}
+    null = nd.get("null") or {}
+    flat.update(
+        {f"netdissect/{k}": v for k, v in null.items() if k.startswith(("detectors", "unique"))}
+    )
     for name, counts in nd["by_category"].items():
         flat.update({f"netdissect/{name}/{key}": value for key, value in counts.items()})
     logger.log_metrics(flat)
@@ -195,12 +242,22 @@ class NetDissectTask:
         detector_iou: float = DETECTOR_IOU,
         align_corners: bool = False,
         top_images: int = 16,
+        null_draws: int = 0,
+        null_seed: int = 0,
+        require_significant: bool = False,
         **settings,
     ) -> None:
         self.name, self.datamodule = str(name), datamodule
         self.union, self.primary = str(union), str(primary)
         self.detector_iou, self.align_corners = float(detector_iou), bool(align_corners)
         self.top_images = int(top_images)
+        self.null_draws, self.null_seed = int(null_draws), int(null_seed)
+        self.require_significant = bool(require_significant)
+        if self.null_draws < 0 or (self.require_significant and not self.null_draws):
+            raise ValueError(
+                f"task.null_draws={null_draws}: expected >= 1 with task.require_significant=true"
+                " (0 skips the null), e.g. stats.null_draws=5"
+            )
 
     def run(self, concepts, activations, subsets, fitter, timer) -> DissectionOutcome:
         """Tally every label (both splits) against the layer; the probes' arguments are unused."""
@@ -218,6 +275,19 @@ class NetDissectTask:
                 batch_transform=top.observe,
                 progress=True,
             )
+        null = None
+        if self.null_draws:
+            with timer("netdissect_null"):
+                null = unit_null_layer(
+                    self.datamodule(every, activations),
+                    result,
+                    labels,
+                    activations.thresholds,
+                    self.null_draws,
+                    self.null_seed,
+                    self.align_corners,
+                    progress=True,
+                )
         return DissectionOutcome(
             result,
             np.asarray(every.names),
@@ -234,5 +304,8 @@ class NetDissectTask:
                 "quantile": float(getattr(activations, "quantile", float("nan"))),
                 "labels": int(every.num_concepts),
                 "images": int(every.num_images),
+                "require_significant": self.require_significant,
             },
+            null,
+            self.require_significant,
         )

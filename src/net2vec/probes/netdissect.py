@@ -20,7 +20,7 @@ the threshold (0.04). docs/netdissect.md lists the differences from NetDissect-L
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,7 +129,6 @@ def _union_counts(
 def _tally_chunk(
     tally: Tally,
     acts: torch.Tensor,
-    thresholds: torch.Tensor,
     masks: torch.Tensor,
     pair_image: torch.Tensor,
     pair_concept: torch.Tensor,
@@ -138,10 +137,11 @@ def _tally_chunk(
     mask_size: tuple[int, int],
     align_corners: bool,
     union: str,
+    thresholds: torch.Tensor,
 ) -> None:
     """Add one chunk of images (raw acts (n, K, h, w); their pairs and image-level labels)."""
     up = upsample(acts.float(), mask_size, align_corners).flatten(2)
-    active = (up > thresholds[None, :, None]).float()
+    active = (up > thresholds.to(acts.device)[None, :, None]).float()
     active_count = active.sum(2).double()
     pair_inter = pair_intersections(active, masks, pair_image).double()
     whole_image, whole_concept = (torch.as_tensor(a, device=acts.device) for a in whole)
@@ -155,6 +155,31 @@ def _tally_chunk(
     area = torch.cat([masks.sum(1).double(), torch.full_like(whole_image, up.shape[2]).double()])
     tally.label_area.index_add_(0, concept, area.cpu())
     tally.units += _union_counts(active_count, hits, image, category, num_categories, union).cpu()
+
+
+def image_chunks(
+    batches: Iterable[dict], labels: DissectionLabels, num_filters: int, chunk_bytes: int
+) -> Iterator[tuple]:
+    """(acts, masks, pair_image, pair_concept, (position, concept) of image-level labels) per
+    chunk of a batch's images, small enough that the upsampled maps fit in ``chunk_bytes``."""
+    for batch in batches:
+        acts, pair_image = batch["activations"], batch["pair_image"].long()
+        if acts.shape[1] != num_filters:
+            raise ValueError(
+                f"batch activations have {acts.shape[1]} filters, expected {num_filters}"
+            )
+        concept, masks = batch["pair_concept"].long(), batch["masks"].float().flatten(1)
+        rows = batch["image_index"].cpu().numpy()
+        chunk = max(1, chunk_bytes // (4 * num_filters * masks.shape[1]))
+        for start in range(0, acts.shape[0], chunk):
+            selected = (pair_image >= start) & (pair_image < start + chunk)
+            yield (
+                acts[start : start + chunk],
+                masks[selected],
+                pair_image[selected] - start,
+                concept[selected],
+                labels.whole_labels(rows[start : start + chunk]),
+            )
 
 
 def netdissect(
@@ -176,31 +201,8 @@ def netdissect(
     category = torch.as_tensor(np.asarray(labels.category), dtype=torch.long)
     num_filters = len(thresholds_t)
     tally = Tally(len(category), num_filters, len(labels.category_names))
-    for batch in batches:
-        acts, pair_image = batch["activations"], batch["pair_image"].long()
-        if acts.shape[1] != num_filters:
-            raise ValueError(
-                f"batch activations have {acts.shape[1]} filters, expected {num_filters}"
-            )
-        concept, masks = batch["pair_concept"].long(), batch["masks"].float().flatten(1)
-        rows = batch["image_index"].cpu().numpy()
-        chunk = max(1, chunk_bytes // (4 * num_filters * masks.shape[1]))
-        for start in range(0, acts.shape[0], chunk):
-            selected = (pair_image >= start) & (pair_image < start + chunk)
-            position, whole_concept = labels.whole_labels(rows[start : start + chunk])
-            _tally_chunk(
-                tally,
-                acts[start : start + chunk],
-                thresholds_t.to(acts.device),
-                masks[selected],
-                pair_image[selected] - start,
-                concept[selected],
-                (position, whole_concept),
-                labels,
-                tuple(mask_size),
-                align_corners,
-                union,
-            )
+    for chunk in image_chunks(batches, labels, num_filters, chunk_bytes):
+        _tally_chunk(tally, *chunk, labels, tuple(mask_size), align_corners, union, thresholds_t)
     iou = tally.iou(category)
     top = iou.argmax(1)
     top_iou = iou[np.arange(num_filters), top]
