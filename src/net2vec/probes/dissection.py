@@ -35,7 +35,7 @@ from net2vec.probes.netdissect import (
     dissect_layer,
     dissection_labels,
 )
-from net2vec.probes.unit_null import UnitNull, unit_null_layer
+from net2vec.probes.unit_null import UnitNull, null_counts, unit_null_layer
 
 # the category order of the published bar charts; others follow alphabetically
 CATEGORY_ORDER = ("object", "scene", "part", "material", "texture", "color")
@@ -126,23 +126,7 @@ class DissectionOutcome:
             "detectors": int(detector.sum()),
             "unique_concepts": len(set(self.result.top_concept[detector].tolist())),
             "by_category": by_category,
-            "null": self.null_counts(),
-        }
-
-    def null_counts(self) -> dict | None:
-        """Detectors and unique concepts by IoU alone and by IoU with every null draw beaten."""
-        if self.null is None:
-            return None
-        plain, both = self.result.detector, self.result.detector & self.null.significant
-        top = self.result.top_concept
-        return {
-            "draws": self.null.draws,
-            "seed": self.null.seed,
-            "require_significant": self.require_significant,
-            "detectors_iou": int(plain.sum()),
-            "detectors_beating_null": int(both.sum()),
-            "unique_concepts_iou": len(set(top[plain].tolist())),
-            "unique_concepts_beating_null": len(set(top[both].tolist())),
+            "null": null_counts(self.result, self.null, self.require_significant),
         }
 
 

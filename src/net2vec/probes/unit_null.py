@@ -130,3 +130,20 @@ def unit_null_layer(
     return unit_null(
         chunks, result, labels, thresholds, concepts.mask_size, align_corners, draws, seed
     )
+
+
+def null_counts(result: NetDissectResult, null: UnitNull | None, require: bool) -> dict | None:
+    """Detectors and unique concepts by IoU alone and by IoU with every null draw beaten."""
+    if null is None:
+        return None
+    plain, both = result.detector, result.detector & null.significant
+    top = result.top_concept
+    return {
+        "draws": null.draws,
+        "seed": null.seed,
+        "require_significant": require,
+        "detectors_iou": int(plain.sum()),
+        "detectors_beating_null": int(both.sum()),
+        "unique_concepts_iou": len(set(top[plain].tolist())),
+        "unique_concepts_beating_null": len(set(top[both].tolist())),
+    }
