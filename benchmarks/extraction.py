@@ -7,6 +7,9 @@ Network: synthnet (or alexnet) with random weights, on the synthetic probe set. 
 * forward+load: the same DataLoader over the same images (decoding included) and the same
   ``LayerExtractor`` forward, results discarded;
 * forward only: the same forward on images already decoded into memory.
+
+Then several layers (``--layers``, default every alias): all their stores from one pass
+(``features.layers``) against one pass per layer, each from an empty cache.
 """
 
 from __future__ import annotations
@@ -41,11 +44,31 @@ def bare_passes(cfg, concepts, batch_size: int) -> tuple[float, float]:
     return with_load.seconds, forward.seconds
 
 
+def layer_passes(cfg, concepts, layers: list[str]) -> tuple[float, float]:
+    """(seconds for the stores of `layers` in one pass, seconds with one pass per layer)."""
+    from net2vec.pipeline import prepare_activation_store
+
+    activations = Path(cfg.paths.cache_dir) / "activations"
+    shutil.rmtree(activations, ignore_errors=True)
+    with open_dict(cfg):
+        cfg.features.layers = list(layers)
+    with Clock() as together:
+        prepare_activation_store(cfg, concepts, layers[0])
+    shutil.rmtree(activations, ignore_errors=True)
+    with open_dict(cfg):
+        cfg.features.layers = []
+    with Clock() as apart:
+        for layer in layers:
+            prepare_activation_store(cfg, concepts, layer)
+    return together.seconds, apart.seconds
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--network", default="synthnet", choices=["synthnet", "alexnet"])
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--size", type=int, default=128)
+    p.add_argument("--layers", default=None, help="comma-separated; default: every alias")
     args = p.parse_args()
     setup(args)
     images = args.images or (120 if args.small else 600)
@@ -74,6 +97,8 @@ def main() -> None:
     load_s, forward_s = bare_passes(cfg, concepts, int(cfg.features.batch_size))
     n = concepts.num_images
     ratio = store_clock.seconds / load_s
+    layers = args.layers.split(",") if args.layers else list(cfg.network.layers)
+    one_pass_s, per_layer_s = layer_passes(cfg, concepts, layers)
     record = {
         "machine": machine(),
         "network": args.network,
@@ -87,6 +112,10 @@ def main() -> None:
         "forward_only_images_per_s": round(n / forward_s, 1),
         "ratio_vs_forward_with_loading": round(ratio, 3),
         "ratio_vs_forward_only": round(store_clock.seconds / forward_s, 3),
+        "layers": layers,
+        "layers_one_pass_s": round(one_pass_s, 2),
+        "layers_pass_per_layer_s": round(per_layer_s, 2),
+        "layers_speedup": round(per_layer_s / one_pass_s, 2),
         "targets": {"ratio<=1.3": bool(ratio <= 1.3)},
     }
     emit(
@@ -97,6 +126,8 @@ def main() -> None:
             f"{acts.num_filters}x{acts.map_size[0]}x{acts.map_size[1]}",
             f"store {n / store_clock.seconds:.1f} img/s vs forward+load {n / load_s:.1f} img/s "
             f"(ratio {ratio:.2f}x) vs forward only {n / forward_s:.1f} img/s",
+            f"{len(layers)} layers ({','.join(layers)}): one pass {one_pass_s:.1f} s vs one pass "
+            f"per layer {per_layer_s:.1f} s ({per_layer_s / one_pass_s:.2f}x)",
         ],
     )
 

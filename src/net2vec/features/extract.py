@@ -13,6 +13,7 @@ preprocessing, the storage dtype, τ and the transform (features.store, cache.py
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +41,15 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 @dataclass
 class Extraction:
-    """How stores are extracted (conf/features): storage dtype, batch size, loader workers, device."""
+    """How stores are extracted (conf/features): storage dtype, batch size, loader workers, device,
+    and the layers extracted together with the run's layer (a list, or ``all`` aliases)."""
 
     dtype: str = "float32"
     batch_size: int = 64
     num_workers: int = 0
     accelerator: str = "cpu"
     progress: bool = True
+    layers: list[str] | str | None = None  # extracted in the same pass as the run's layer
 
 
 def load_image(path: Path, size) -> torch.Tensor:
@@ -87,19 +90,21 @@ class ProbeImages(Dataset):
 
 
 class LayerMaps(torch.nn.Module):
-    """uint8 images -> the layer's (B, K, h, w) maps: normalise, run up to the layer, to_maps."""
+    """uint8 images -> {module path: (B, K, h, w) maps} of one or several layers, from one
+    forward pass: normalise, run up to the last layer reached, to_maps."""
 
-    def __init__(self, network, model: torch.nn.Module, module_path: str) -> None:
+    def __init__(self, network, model: torch.nn.Module, module_paths: list[str]) -> None:
         super().__init__()
-        self.extractor = LayerExtractor(model, module_path)
+        self.extractor = LayerExtractor(model, list(module_paths))
         self.mean, self.std, self.to_maps = network.mean, network.std, network.to_maps
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.to_maps(self.extractor(normalise(images, self.mean, self.std)))
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.extractor(normalise(images, self.mean, self.std))
+        return {path: self.to_maps(output) for path, output in outputs.items()}
 
 
 class ActivationModule(pl.LightningModule):
-    """predict_step -> {"index": rows, "acts": layer maps}."""
+    """predict_step -> {"index": rows, "acts": {module path: layer maps}}."""
 
     def __init__(self, maps: torch.nn.Module) -> None:
         super().__init__()
@@ -111,11 +116,12 @@ class ActivationModule(pl.LightningModule):
 
 
 class StoreWriter(BasePredictionWriter):
-    """Streams predictions into a `StoreBuilder`, in index order."""
+    """Streams predictions into `StoreBuilder`s, in index order: builders[p] gets the maps of
+    module path p (several builders may take one module's maps)."""
 
-    def __init__(self, builder: StoreBuilder) -> None:
+    def __init__(self, builders: list[tuple[str, StoreBuilder]]) -> None:
         super().__init__(write_interval="batch")
-        self.builder = builder
+        self.builders = builders
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
@@ -123,26 +129,28 @@ class StoreWriter(BasePredictionWriter):
         index = prediction["index"].cpu()
         if not torch.equal(index, torch.arange(int(index[0]), int(index[0]) + len(index))):
             raise ActivationStoreError("prediction batches arrived out of order")
-        self.builder.add(int(index[0]), prediction["acts"])
+        for path, builder in self.builders:
+            builder.add(int(index[0]), prediction["acts"][path])
 
 
 def extract(
     images: Dataset,
     maps: torch.nn.Module,
-    out: Path,
+    outs: list[tuple[Path, dict]],
     quantile: float,
     extraction: Extraction,
-    attrs: dict,
 ) -> None:
-    """One predict pass of `maps` over `images` into the HDF5 file `out`; `attrs` go on the store."""
+    """One predict pass of `maps` over `images` into one HDF5 store per (file, attrs) of `outs`,
+    each holding the maps of the module path ``attrs["module"]`` (several layers: one pass)."""
     loader = DataLoader(
         images,
         batch_size=int(extraction.batch_size),
         num_workers=int(extraction.num_workers),
         shuffle=False,
     )
-    with h5py.File(out, "w") as handle:
-        builder = StoreBuilder(handle, len(images), quantile, extraction.dtype)
+    with contextlib.ExitStack() as files:
+        handles = [files.enter_context(h5py.File(out, "w")) for out, _ in outs]
+        builders = [StoreBuilder(h, len(images), quantile, extraction.dtype) for h in handles]
         trainer = pl.Trainer(
             accelerator=extraction.accelerator,
             devices=1,
@@ -150,11 +158,12 @@ def extract(
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=bool(extraction.progress),
-            callbacks=[StoreWriter(builder)],
+            callbacks=[StoreWriter([(a["module"], b) for (_, a), b in zip(outs, builders)])],
         )
         trainer.predict(ActivationModule(maps), dataloaders=loader, return_predictions=False)
-        width = handle["activations"].shape[3]
-        builder.finish({**attrs, "stride": image_hw(attrs["input_size"])[1] / width})
+        for (_, attrs), builder, handle in zip(outs, builders, handles):
+            width = handle["activations"].shape[3]
+            builder.finish({**attrs, "stride": image_hw(attrs["input_size"])[1] / width})
 
 
 def store_spec(
@@ -200,16 +209,61 @@ def extracted_store(
     extraction: Extraction,
     transform=None,
 ) -> ActivationStore:
-    """The activation store of (data, network, weights, layer, input size, τ[, transform]): reuse or build."""
-    spec = store_spec(network, concepts, layer, quantile, cache_dir, extraction, transform)
+    """The activation store of (data, network, weights, layer, input size, τ[, transform]):
+    reuse or build; the layers of ``extraction.layers`` missing from the cache are extracted in
+    the same pass (``all``: every alias of the network)."""
+    extra = extraction.layers or []
+    extra = list(network.layers) if extra == "all" else [str(name) for name in extra]
+    layers = list(dict.fromkeys([str(layer), *extra]))
+    return extracted_stores(network, concepts, layers, quantile, cache_dir, extraction, transform)[
+        str(layer)
+    ]
+
+
+def extracted_stores(
+    network,
+    concepts,
+    layers: list[str],
+    quantile: float,
+    cache_dir: str | Path,
+    extraction: Extraction,
+    transform=None,
+) -> dict[str, ActivationStore]:
+    """The activation stores of several layers: the cached ones reused, all others written in one
+    forward pass over the images (each store under its own lock, taken in path order)."""
     suffix = f"-{transform.key}" if transform is not None else ""
-    artifact = store_artifact(cache_dir, network.name, f"{layer}{suffix}", spec)
-
-    def build(tmp: Path) -> None:
-        root = Path(str(concepts.attrs["dataset_root"]))
-        images = ProbeImages(root, concepts.images, spec["input_size"], transform)
-        maps = LayerMaps(network, network.build(root, cache_dir), spec["module"])
+    plans = {}
+    for layer in layers:
+        spec = store_spec(network, concepts, layer, quantile, cache_dir, extraction, transform)
+        artifact = store_artifact(cache_dir, network.name, f"{layer}{suffix}", spec)
         attrs = {k: v for k, v in spec.items() if k not in ("quantile", "preprocessing")}
-        extract(images, maps, tmp, spec["quantile"], extraction, {**attrs, "layer": str(layer)})
+        plans[layer] = (artifact, {**attrs, "layer": str(layer)})
+    stores: dict[str, ActivationStore] = {}
+    pending = sorted(plans, key=lambda layer: str(plans[layer][0].path))
 
-    return cached_store(artifact, build)
+    def one_pass(targets: dict[str, Path]) -> None:
+        root = Path(str(concepts.attrs["dataset_root"]))
+        images = ProbeImages(root, concepts.images, network.input_size, transform)
+        modules = {plans[layer][1]["module"] for layer in targets}
+        maps = LayerMaps(network, network.build(root, cache_dir), sorted(modules))
+        outs = [(tmp, plans[layer][1]) for layer, tmp in targets.items()]
+        extract(images, maps, outs, quantile, extraction)
+
+    def nest(index: int, targets: dict[str, Path]) -> None:
+        """Take the stores from `index` on (lock + temporary path each), then run the pass."""
+        if index == len(pending):
+            if targets:
+                one_pass(targets)
+            return
+        layer, entered = pending[index], []
+
+        def build(tmp: Path) -> None:
+            entered.append(layer)
+            nest(index + 1, {**targets, layer: tmp})
+
+        stores[layer] = cached_store(plans[layer][0], build)
+        if not entered:  # reused: the pass (if any) runs for the others
+            nest(index + 1, targets)
+
+    nest(0, {})
+    return stores
