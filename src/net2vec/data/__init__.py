@@ -4,16 +4,27 @@ The pipeline builds a dataset source from ``conf/data`` (``BrodenSource``, ``Syn
 and calls its ``prepare()`` for the dataset root. Submodules with a command line (download,
 synthetic) are imported on first use, so that ``python -m net2vec.data.<module>`` runs cleanly.
 """
+
 from __future__ import annotations
 
 import importlib
 
 from net2vec.data.broden import BrodenDataset, DatasetError
 
-__all__ = ["BrodenDataset", "DatasetError", "BrodenSource", "SyntheticSource", "download_broden",
-           "generate_synthetic"]
-_LAZY = {"BrodenSource": "sources", "SyntheticSource": "sources", "download_broden": "download",
-         "generate_synthetic": "synthetic"}
+__all__ = [
+    "BrodenDataset",
+    "DatasetError",
+    "BrodenSource",
+    "SyntheticSource",
+    "download_broden",
+    "generate_synthetic",
+]
+_LAZY = {
+    "BrodenSource": "sources",
+    "SyntheticSource": "sources",
+    "download_broden": "download",
+    "generate_synthetic": "synthetic",
+}
 
 
 def __getattr__(name: str):

@@ -15,6 +15,7 @@ Layout under the dataset root:
 A concept's mask in one image is the union of its pixels over every plane of every pixel-level
 column, so a pixel may carry several labels (e.g. a part and its sub-part on two planes).
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw",
-                 "color", "object", "part", "material", "scene", "texture")
+INDEX_COLUMNS = (
+    "image",
+    "split",
+    "ih",
+    "iw",
+    "sh",
+    "sw",
+    "color",
+    "object",
+    "part",
+    "material",
+    "scene",
+    "texture",
+)
 PIXEL_COLUMNS = ("color", "object", "part", "material")
 IMAGE_COLUMNS = ("scene", "texture")
 PIXEL_CATEGORIES = frozenset(PIXEL_COLUMNS)
@@ -59,7 +72,9 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             lines = list(csv.reader(handle))
     except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {error.start}); save it as a UTF-8 CSV") from None
+        raise DatasetError(
+            f"{path}: not UTF-8 text (byte {error.start}); save it as a UTF-8 CSV"
+        ) from None
     except csv.Error as error:
         raise DatasetError(f"{path}: not a readable CSV ({error})") from None
     header = [name.strip() for name in (lines[0] if lines else [])]
@@ -89,7 +104,9 @@ def read_labels(root: Path) -> dict[int, Label]:
         try:
             number = int(row["number"])
         except (TypeError, ValueError):
-            raise DatasetError(f"{path} line {row_no}: bad label number {row['number']!r}") from None
+            raise DatasetError(
+                f"{path} line {row_no}: bad label number {row['number']!r}"
+            ) from None
         if number != 0:
             labels[number] = Label(
                 number, row["name"], parse_categories(row["category"] or ""), row_no
@@ -105,8 +122,9 @@ def split_cell(cell: str | None) -> list[str]:
 def decode_plane(path: Path) -> np.ndarray:
     """A mask PNG as int32 global label numbers, R + 256*G (grayscale PNGs: the value)."""
     with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "RGBA", "L", "I", "I;16")
-                           else image)
+        array = np.asarray(
+            image.convert("RGB") if image.mode not in ("RGB", "RGBA", "L", "I", "I;16") else image
+        )
     if array.ndim == 2:
         return array.astype(np.int32)
     return array[..., 0].astype(np.int32) + 256 * array[..., 1].astype(np.int32)
@@ -160,7 +178,9 @@ class BrodenDataset:
         try:
             return int(row["sh"]), int(row["sw"])
         except (TypeError, ValueError):
-            raise DatasetError(f"{self.where(i)}: bad mask size sh={row['sh']!r} sw={row['sw']!r}") from None
+            raise DatasetError(
+                f"{self.where(i)}: bad mask size sh={row['sh']!r} sw={row['sw']!r}"
+            ) from None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -188,7 +208,9 @@ class BrodenDataset:
             with Image.open(path):
                 pass
         except (OSError, ValueError) as error:
-            raise DatasetError(f"{self.where(i)}: cannot read image {path} ({type(error).__name__})") from None
+            raise DatasetError(
+                f"{self.where(i)}: cannot read image {path} ({type(error).__name__})"
+            ) from None
 
     def load_image(self, i: int) -> Image.Image:
         """Row i's image as RGB."""
@@ -210,12 +232,16 @@ class BrodenDataset:
                 try:
                     plane = decode_plane(path)
                 except (OSError, ValueError) as error:
-                    raise DatasetError(f"{self.where(i)}: cannot read {column} mask {path} "
-                                       f"({type(error).__name__})") from None
+                    raise DatasetError(
+                        f"{self.where(i)}: cannot read {column} mask {path} "
+                        f"({type(error).__name__})"
+                    ) from None
                 if plane.shape != size:
-                    raise DatasetError(f"{self.where(i)}: {column} mask {path} is "
-                                       f"{plane.shape[0]}x{plane.shape[1]}, index says sh x sw = "
-                                       f"{size[0]}x{size[1]}")
+                    raise DatasetError(
+                        f"{self.where(i)}: {column} mask {path} is "
+                        f"{plane.shape[0]}x{plane.shape[1]}, index says sh x sw = "
+                        f"{size[0]}x{size[1]}"
+                    )
                 self._check_numbers(i, np.unique(plane), f"{column} mask {path}")
                 planes.append((column, plane))
         return planes
@@ -223,8 +249,10 @@ class BrodenDataset:
     def _check_numbers(self, i: int, numbers, what: str) -> None:
         for number in numbers:
             if number != 0 and int(number) not in self.labels:
-                raise DatasetError(f"{self.where(i)}: {what} holds label {int(number)}, "
-                                   f"absent from {self.root / 'label.csv'}")
+                raise DatasetError(
+                    f"{self.where(i)}: {what} holds label {int(number)}, "
+                    f"absent from {self.root / 'label.csv'}"
+                )
 
     def image_labels(self, i: int) -> list[int]:
         """Image-level labels of row i (scene and texture cells), sorted, unique."""
@@ -239,8 +267,9 @@ class BrodenDataset:
                 try:
                     numbers.add(int(item))
                 except ValueError:
-                    raise DatasetError(f"{self.where(i)}: {column} cell holds {item!r}, "
-                                       f"not a label number") from None
+                    raise DatasetError(
+                        f"{self.where(i)}: {column} cell holds {item!r}, not a label number"
+                    ) from None
             numbers.discard(0)
             self._check_numbers(i, sorted(numbers), f"{'/'.join(IMAGE_COLUMNS)} cell")
             by_column[column] = sorted(numbers)

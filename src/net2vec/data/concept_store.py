@@ -36,6 +36,7 @@ sh x sw differ from the dataset's most common mask size have their masks resized
 nearest-neighbour (``n_resized`` counts them). Within a pair set the concept index increases
 with the label number, and pairs of one image are sorted by concept.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,14 +50,19 @@ import numpy as np
 from tqdm import tqdm
 
 from net2vec.cache import COMPLETE_ATTR, Artifact, cached_build, fingerprint_file
-from net2vec.data.broden import (IMAGE_COLUMNS, PIXEL_COLUMNS, BrodenDataset, DatasetError,
-                                  planes_to_masks)
+from net2vec.data.broden import (
+    IMAGE_COLUMNS,
+    PIXEL_COLUMNS,
+    BrodenDataset,
+    DatasetError,
+    planes_to_masks,
+)
 from net2vec.data.fingerprint import dataset_fingerprint
 
 log = logging.getLogger(__name__)
 _STR = h5py.string_dtype("utf-8")
-_DATASET: BrodenDataset | None = None   # the dataset being decoded (set in worker processes)
-LAYOUT = 2                               # bumped when the file layout changes (part of the name)
+_DATASET: BrodenDataset | None = None  # the dataset being decoded (set in worker processes)
+LAYOUT = 2  # bumped when the file layout changes (part of the name)
 COVERAGE_COLUMNS = PIXEL_COLUMNS + IMAGE_COLUMNS
 
 
@@ -91,8 +97,8 @@ def prepare_concept_store(
 
 
 def _resize_nearest(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    rows = ((np.arange(size[0]) + .5) * plane.shape[0] / size[0]).astype(np.int64)
-    cols = ((np.arange(size[1]) + .5) * plane.shape[1] / size[1]).astype(np.int64)
+    rows = ((np.arange(size[0]) + 0.5) * plane.shape[0] / size[0]).astype(np.int64)
+    cols = ((np.arange(size[1]) + 0.5) * plane.shape[1] / size[1]).astype(np.int64)
     return plane[rows][:, cols]
 
 
@@ -114,7 +120,7 @@ def _decode_row(job: tuple[int, tuple[int, int]]) -> tuple:
         packed[k] = np.packbits(masks[int(number)].reshape(-1))
         areas[k] = masks[int(number)].sum()
     columns = np.zeros((len(labels), len(PIXEL_COLUMNS)), np.int64)
-    for j, column in enumerate(PIXEL_COLUMNS):   # pixels of each label within one column's planes
+    for j, column in enumerate(PIXEL_COLUMNS):  # pixels of each label within one column's planes
         union = planes_to_masks([plane for name, plane in planes if name == column])
         for number, mask in union.items():
             columns[np.searchsorted(labels, number), j] = mask.sum()
@@ -143,16 +149,23 @@ def _chunk_rows(row_bytes: int, rows: int) -> int:
     return max(1, min(rows, (64 << 10) // max(row_bytes, 1)))
 
 
-def _first_pass(dataset: BrodenDataset, size: tuple[int, int], scratch: h5py.File, workers: int,
-                progress: bool) -> dict:
+def _first_pass(
+    dataset: BrodenDataset, size: tuple[int, int], scratch: h5py.File, workers: int, progress: bool
+) -> dict:
     """Decode every row; masks go to the scratch file, the small arrays stay in memory."""
     row_bytes = (size[0] * size[1] + 7) // 8
-    masks = scratch.create_dataset("masks", (0, row_bytes), np.uint8, maxshape=(None, row_bytes),
-                                   chunks=(_chunk_rows(row_bytes, 1 << 20), row_bytes))
+    masks = scratch.create_dataset(
+        "masks",
+        (0, row_bytes),
+        np.uint8,
+        maxshape=(None, row_bytes),
+        chunks=(_chunk_rows(row_bytes, 1 << 20), row_bytes),
+    )
     images, labels, areas, columns, image_labels, buffer = [], [], [], [], [], []
     resized = 0
     for i, (row_labels, packed, row_areas, row_columns, level, was_resized) in enumerate(
-            _decoded_rows(dataset, size, workers, progress)):
+        _decoded_rows(dataset, size, workers, progress)
+    ):
         images.append(np.full(len(row_labels), i, np.int64))
         labels.append(row_labels)
         areas.append(row_areas)
@@ -163,12 +176,19 @@ def _first_pass(dataset: BrodenDataset, size: tuple[int, int], scratch: h5py.Fil
         if sum(len(b) for b in buffer) >= 4096 or i == len(dataset) - 1:
             block = np.concatenate(buffer) if buffer else np.zeros((0, row_bytes), np.uint8)
             masks.resize(len(masks) + len(block), axis=0)
-            masks[len(masks) - len(block):] = block
+            masks[len(masks) - len(block) :] = block
             buffer = []
     join = lambda arrays: np.concatenate(arrays) if arrays else np.zeros(0, np.int64)  # noqa: E731
     columns = np.concatenate(columns) if columns else np.zeros((0, len(PIXEL_COLUMNS)), np.int64)
-    return {"image": join(images), "label": join(labels), "area": join(areas), "columns": columns,
-            "image_labels": image_labels, "resized": resized, "masks": masks}
+    return {
+        "image": join(images),
+        "label": join(labels),
+        "area": join(areas),
+        "columns": columns,
+        "image_labels": image_labels,
+        "resized": resized,
+        "masks": masks,
+    }
 
 
 def _presence_by_label(dataset: BrodenDataset, first: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -186,10 +206,16 @@ def _coverage(first: dict, numbers: np.ndarray, size: tuple[int, int]) -> np.nda
     """(L, len(COVERAGE_COLUMNS)) pixels each label covers in each column, over all images
     (an image-level label covers the whole sh x sw mask)."""
     coverage = np.zeros((len(numbers), len(COVERAGE_COLUMNS)), np.float64)
-    np.add.at(coverage[:, :len(PIXEL_COLUMNS)], np.searchsorted(numbers, first["label"]), first["columns"])
+    np.add.at(
+        coverage[:, : len(PIXEL_COLUMNS)],
+        np.searchsorted(numbers, first["label"]),
+        first["columns"],
+    )
     for level in first["image_labels"]:
         for j, column in enumerate(IMAGE_COLUMNS, start=len(PIXEL_COLUMNS)):
-            coverage[np.searchsorted(numbers, np.array(level[column], np.int64)), j] += size[0] * size[1]
+            coverage[np.searchsorted(numbers, np.array(level[column], np.int64)), j] += (
+                size[0] * size[1]
+            )
     return coverage
 
 
@@ -197,8 +223,10 @@ def _write_whole(out: h5py.File, first: dict, numbers: np.ndarray, kept: np.ndar
     """CSR image-level labels: those of image i are whole/concept[whole/offsets[i]:offsets[i+1]]."""
     position = np.full(len(numbers), -1, np.int64)
     position[np.searchsorted(numbers, kept)] = np.arange(len(kept))
-    rows = [position[np.searchsorted(numbers, np.array(sorted(set().union(*level.values())), np.int64))]
-            for level in first["image_labels"]]
+    rows = [
+        position[np.searchsorted(numbers, np.array(sorted(set().union(*level.values())), np.int64))]
+        for level in first["image_labels"]
+    ]
     rows = [row[row >= 0] for row in rows]
     group = out.create_group("whole")
     group["concept"] = (np.concatenate(rows) if rows else np.zeros(0, np.int64)).astype(np.int32)
@@ -212,35 +240,52 @@ def _common_size(dataset: BrodenDataset) -> tuple[int, int]:
     return sizes.most_common(1)[0][0]
 
 
-def _write_concepts(out: h5py.File, dataset: BrodenDataset, kept: np.ndarray, pixel: np.ndarray,
-                    coverage: np.ndarray) -> None:
+def _write_concepts(
+    out: h5py.File,
+    dataset: BrodenDataset,
+    kept: np.ndarray,
+    pixel: np.ndarray,
+    coverage: np.ndarray,
+) -> None:
     labels = [dataset.labels[int(n)] for n in kept]
     group = out.create_group("concepts")
     group["name"] = np.array([label.name for label in labels], dtype=object).astype(_STR)
     group["category"] = np.array([label.category for label in labels], dtype=object).astype(_STR)
-    group["categories"] = np.array([";".join(label.categories) for label in labels], dtype=object).astype(_STR)
+    group["categories"] = np.array(
+        [";".join(label.categories) for label in labels], dtype=object
+    ).astype(_STR)
     group["label_number"] = kept.astype(np.int32)
     group["pixel_level"] = pixel
     group["coverage"] = coverage
     group["coverage"].attrs["columns"] = list(COVERAGE_COLUMNS)
 
 
-def _write_pairs(out: h5py.File, first: dict, keep: np.ndarray, concept: np.ndarray, num_images: int) -> None:
+def _write_pairs(
+    out: h5py.File, first: dict, keep: np.ndarray, concept: np.ndarray, num_images: int
+) -> None:
     """CSR pairs of the kept concepts; masks copied block-wise from the scratch file."""
     group = out.create_group("pairs")
     image = first["image"][keep]
     group["image"] = image.astype(np.int32)
     group["concept"] = concept.astype(np.int32)
     group["area"] = first["area"][keep].astype(np.int32)
-    group["offsets"] = np.concatenate([[0], np.cumsum(np.bincount(image, minlength=num_images))]).astype(np.int64)
+    group["offsets"] = np.concatenate(
+        [[0], np.cumsum(np.bincount(image, minlength=num_images))]
+    ).astype(np.int64)
     source = first["masks"]
     row_bytes = source.shape[1]
-    masks = group.create_dataset("masks", (int(keep.sum()), row_bytes), np.uint8, compression="gzip",
-                                 compression_opts=4, chunks=(_chunk_rows(row_bytes, max(int(keep.sum()), 1)), row_bytes))
+    masks = group.create_dataset(
+        "masks",
+        (int(keep.sum()), row_bytes),
+        np.uint8,
+        compression="gzip",
+        compression_opts=4,
+        chunks=(_chunk_rows(row_bytes, max(int(keep.sum()), 1)), row_bytes),
+    )
     written, block = 0, 1 << 14
     for start in range(0, len(keep), block):
-        rows = source[start:start + block][keep[start:start + block]]
-        masks[written:written + len(rows)] = rows
+        rows = source[start : start + block][keep[start : start + block]]
+        masks[written : written + len(rows)] = rows
         written += len(rows)
 
 
@@ -256,7 +301,9 @@ def _splits(dataset: BrodenDataset) -> np.ndarray:
     return split
 
 
-def build_concept_store(root: str | Path, path: str | Path, workers: int | None = None, progress: bool = True) -> Path:
+def build_concept_store(
+    root: str | Path, path: str | Path, workers: int | None = None, progress: bool = True
+) -> Path:
     """Decode the dataset at `root` into a concept store at `path` (prepare_concept_store makes
     the write atomic and stamps the record)."""
     root, path = Path(root), Path(path)
@@ -272,7 +319,7 @@ def build_concept_store(root: str | Path, path: str | Path, workers: int | None 
             numbers, presence = _presence_by_label(dataset, first)
             n_train = presence[split == 0].sum(0)
             n_val = presence[split == 1].sum(0)
-            kept_mask = (n_train + n_val) > 0      # every label with an image; probes use fewer
+            kept_mask = (n_train + n_val) > 0  # every label with an image; probes use fewer
             kept = numbers[kept_mask]
             keep = np.isin(first["label"], kept)
             concept = np.searchsorted(kept, first["label"][keep])
@@ -281,34 +328,57 @@ def build_concept_store(root: str | Path, path: str | Path, workers: int | None 
             _write_concepts(out, dataset, kept, pixel, coverage)
             _write_whole(out, first, numbers, kept)
             out["split"] = split
-            out["image"] = np.array([dataset.image_name(i) for i in range(len(dataset))], dtype=object).astype(_STR)
-            out.create_dataset("presence", data=presence[:, kept_mask], compression="gzip", compression_opts=4)
+            out["image"] = np.array(
+                [dataset.image_name(i) for i in range(len(dataset))], dtype=object
+            ).astype(_STR)
+            out.create_dataset(
+                "presence", data=presence[:, kept_mask], compression="gzip", compression_opts=4
+            )
             _write_pairs(out, first, keep, concept, len(dataset))
             n_excluded = int(((n_train == 0) | (n_val == 0)).sum())
             if n_excluded == len(numbers):
-                raise DatasetError(f"{dataset.index_path}: no label of label.csv occurs in both "
-                                   "train and val images; the probes need such concepts")
-            out.attrs.update({"mask_size": np.array(size, np.int64), "dataset_root": str(root.resolve()),
-                              "index_fingerprint": fingerprint_file(dataset.index_path),
-                              "n_excluded": n_excluded, "n_resized": int(first["resized"]),
-                              "layout": LAYOUT})
+                raise DatasetError(
+                    f"{dataset.index_path}: no label of label.csv occurs in both "
+                    "train and val images; the probes need such concepts"
+                )
+            out.attrs.update(
+                {
+                    "mask_size": np.array(size, np.int64),
+                    "dataset_root": str(root.resolve()),
+                    "index_fingerprint": fingerprint_file(dataset.index_path),
+                    "n_excluded": n_excluded,
+                    "n_resized": int(first["resized"]),
+                    "layout": LAYOUT,
+                }
+            )
             out.attrs[COMPLETE_ATTR] = True
     finally:
         scratch_path.unlink(missing_ok=True)
-    log.info("concept store: %d concepts kept for the probes, %d of %d labels excluded (%d without "
-             "train images, %d without val images); %d labels with images for NetDissect",
-             len(numbers) - n_excluded, n_excluded, len(numbers), int((n_train == 0).sum()),
-             int((n_val == 0).sum()), len(kept))
+    log.info(
+        "concept store: %d concepts kept for the probes, %d of %d labels excluded (%d without "
+        "train images, %d without val images); %d labels with images for NetDissect",
+        len(numbers) - n_excluded,
+        n_excluded,
+        len(numbers),
+        int((n_train == 0).sum()),
+        int((n_val == 0).sum()),
+        len(kept),
+    )
     if first["resized"]:
-        log.info("concept store: %d rows had masks other than %dx%d, resized nearest-neighbour",
-                 first["resized"], *size)
+        log.info(
+            "concept store: %d rows had masks other than %dx%d, resized nearest-neighbour",
+            first["resized"],
+            *size,
+        )
     log.info("concept store: %d images, %d pairs -> %s", len(dataset), int(keep.sum()), path)
     return path
 
 
 def _offsets(image: np.ndarray, num_images: int) -> np.ndarray:
     """CSR offsets (N+1,) of rows sorted by image."""
-    return np.concatenate([[0], np.cumsum(np.bincount(image, minlength=num_images))]).astype(np.int64)
+    return np.concatenate([[0], np.cumsum(np.bincount(image, minlength=num_images))]).astype(
+        np.int64
+    )
 
 
 class ConceptStore:
@@ -329,8 +399,11 @@ class ConceptStore:
             concepts = handle["concepts"]
             self.split = handle["split"][()]
             presence = handle["presence"][()]
-            chosen = np.ones(presence.shape[1], bool) if every_label else (
-                presence[self.split == 0].any(0) & presence[self.split == 1].any(0))
+            chosen = (
+                np.ones(presence.shape[1], bool)
+                if every_label
+                else (presence[self.split == 0].any(0) & presence[self.split == 1].any(0))
+            )
             self.names = concepts["name"].asstr()[()][chosen]
             self.categories = concepts["category"].asstr()[()][chosen]
             self.all_categories = concepts["categories"].asstr()[()][chosen]
@@ -360,7 +433,7 @@ class ConceptStore:
         self._handle: h5py.File | None = None
         self._pid: int | None = None
 
-    def with_every_label(self) -> "ConceptStore":
+    def with_every_label(self) -> ConceptStore:
         """The view of the same store that holds every label (both splits)."""
         return self if self.every_label else ConceptStore(self.path, every_label=True)
 
@@ -392,14 +465,16 @@ class ConceptStore:
             return np.where(counts > 0, 1.0 - sums / np.maximum(counts, 1), np.nan)
 
     def _masks_dataset(self) -> h5py.Dataset:
-        if self._handle is None or self._pid != os.getpid():   # one handle per process (DataLoader workers)
+        if (
+            self._handle is None or self._pid != os.getpid()
+        ):  # one handle per process (DataLoader workers)
             self._handle, self._pid = h5py.File(self.path, "r"), os.getpid()
         return self._handle["pairs/masks"]
 
     def masks(self, pair_idx: np.ndarray) -> np.ndarray:
         """(n, sh, sw) bool masks of the given pairs (any order; contiguous runs read together)."""
         idx = np.asarray(pair_idx, np.int64).reshape(-1)
-        if self._pair_rows is not None:   # this view's pairs -> rows of the file
+        if self._pair_rows is not None:  # this view's pairs -> rows of the file
             idx = self._pair_rows[idx]
         sh, sw = self.mask_size
         if idx.size == 0:
@@ -410,7 +485,7 @@ class ConceptStore:
         breaks = np.flatnonzero(np.diff(unique) > gap) + 1
         packed = []
         for run in np.split(unique, breaks):
-            block = dataset[int(run[0]):int(run[-1]) + 1]
+            block = dataset[int(run[0]) : int(run[-1]) + 1]
             packed.append(block[run - run[0]])
         bits = np.unpackbits(np.concatenate(packed), axis=1, count=sh * sw)
         return bits.reshape(-1, sh, sw).astype(bool)[inverse]

@@ -9,6 +9,7 @@ thresholded maps of those images and every (image, pixel-level concept) pair amo
 With ``in_memory`` the thresholded maps (bool) and the bit-packed masks are read once at setup;
 otherwise each batch reads them from the stores. ``'auto'`` decides by the size they would take.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,7 +26,7 @@ from net2vec.data.device_batches import DeviceBatches, batch_device
 log = logging.getLogger(__name__)
 
 MEMORY_BUDGET = 2 << 30  # bytes that in_memory='auto' may spend on maps and masks
-READ_CHUNK = 256         # images (or pairs × 16) read from a store at a time when loading
+READ_CHUNK = 256  # images (or pairs × 16) read from a store at a time when loading
 
 
 def shard_of(datamodule: pl.LightningDataModule) -> tuple[int, int]:
@@ -36,11 +37,12 @@ def shard_of(datamodule: pl.LightningDataModule) -> tuple[int, int]:
 
 def pooled_features(activations: torch.Tensor | np.ndarray, threshold=None) -> torch.Tensor:
     """(n, K) float32 spatial means of (n, K, h, w) activations; of I(A_k > T_k) if ``threshold`` (K,)."""
-    acts = torch.as_tensor(np.asarray(activations) if isinstance(activations, np.ndarray) else activations)
+    acts = torch.as_tensor(
+        np.asarray(activations) if isinstance(activations, np.ndarray) else activations
+    )
     if threshold is not None:
         acts = acts > torch.as_tensor(np.asarray(threshold), dtype=acts.dtype).view(1, -1, 1, 1)
     return acts.float().mean((2, 3))
-
 
 
 class EpochShuffle(torch.utils.data.Sampler):
@@ -54,8 +56,15 @@ class EpochShuffle(torch.utils.data.Sampler):
     (also after a resume); ``use_distributed_sampler`` must stay off (see probes.fitting).
     """
 
-    def __init__(self, n: int, seed: int, batch_size: int = 1, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        batch_size: int = 1,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.n, self.seed, self.epoch = int(n), int(seed), 0
         self.batch_size, self.shuffle = int(batch_size), bool(shuffle)
         self.rank, self.world_size = int(rank), int(world_size)
@@ -76,28 +85,45 @@ class EpochShuffle(torch.utils.data.Sampler):
     def __iter__(self):
         order = self.order()
         for start in range(0, self.n, self.batch_size):
-            yield order[start:start + self.batch_size][self.rank::self.world_size]
+            yield order[start : start + self.batch_size][self.rank :: self.world_size]
 
 
 class SegmentationDataModule(pl.LightningDataModule):
     """Train: train images with ≥ 1 pixel-level concept, shuffled (seeded); val: val images."""
 
-    def __init__(self, concept_store, activation_store, batch_size: int = 64,
-                 in_memory: bool | str = "auto", num_workers: int = 0, seed: int = 0,
-                 memory_budget: int = MEMORY_BUDGET, device: str | None = None, memory_gib: float | None = None,
-                 device_batches: bool | str = False, accelerator: str = "cpu", devices=1) -> None:
+    def __init__(
+        self,
+        concept_store,
+        activation_store,
+        batch_size: int = 64,
+        in_memory: bool | str = "auto",
+        num_workers: int = 0,
+        seed: int = 0,
+        memory_budget: int = MEMORY_BUDGET,
+        device: str | None = None,
+        memory_gib: float | None = None,
+        device_batches: bool | str = False,
+        accelerator: str = "cpu",
+        devices=1,
+    ) -> None:
         super().__init__()
         if in_memory not in (True, False, "auto"):
             raise ValueError(f"in_memory={in_memory!r}: expected true, false or 'auto'")
         if concept_store.num_images != activation_store.num_images:
-            raise ValueError(f"concept store has {concept_store.num_images} images, "
-                             f"activation store {activation_store.num_images}")
+            raise ValueError(
+                f"concept store has {concept_store.num_images} images, "
+                f"activation store {activation_store.num_images}"
+            )
         self.concepts, self.activations = concept_store, activation_store
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         offsets = np.asarray(concept_store.pair_offsets)
         self.pair_count = np.diff(offsets)
-        self.rows = {split: np.flatnonzero((np.asarray(concept_store.split) == split) & (self.pair_count > 0))
-                     for split in (0, 1)}
+        self.rows = {
+            split: np.flatnonzero(
+                (np.asarray(concept_store.split) == split) & (self.pair_count > 0)
+            )
+            for split in (0, 1)
+        }
         if memory_gib is not None:
             memory_budget = int(float(memory_gib) * 2**30)
         self.in_memory = self._fits(memory_budget) if in_memory == "auto" else bool(in_memory)
@@ -111,8 +137,12 @@ class SegmentationDataModule(pl.LightningDataModule):
         rows = len(self.rows[0]) + len(self.rows[1])
         h, w = self.activations.map_size
         sh, sw = self.concepts.mask_size
-        size = rows * self.activations.num_filters * h * w + len(self.concepts.pair_image) * -(-sh * sw // 8)
-        log.info("segmentation data: %.2f GiB in memory (budget %.2f GiB)", size / 2**30, budget / 2**30)
+        size = rows * self.activations.num_filters * h * w + len(self.concepts.pair_image) * -(
+            -sh * sw // 8
+        )
+        log.info(
+            "segmentation data: %.2f GiB in memory (budget %.2f GiB)", size / 2**30, budget / 2**30
+        )
         return size <= budget
 
     def setup(self, stage: str | None = None) -> None:
@@ -124,17 +154,34 @@ class SegmentationDataModule(pl.LightningDataModule):
         rows = np.sort(np.concatenate([self.rows[0], self.rows[1]]))
         self._map_pos = np.full(self.concepts.num_images, -1, dtype=np.int64)
         self._map_pos[rows] = np.arange(len(rows))
-        parts = [torch.from_numpy(np.asarray(self.activations.thresholded(rows[i:i + READ_CHUNK]), dtype=bool))
-                 for i in tqdm(range(0, len(rows), READ_CHUNK), desc="thresholded maps", leave=False)]
+        parts = [
+            torch.from_numpy(
+                np.asarray(self.activations.thresholded(rows[i : i + READ_CHUNK]), dtype=bool)
+            )
+            for i in tqdm(range(0, len(rows), READ_CHUNK), desc="thresholded maps", leave=False)
+        ]
         self._maps = torch.cat(parts)
         num_pairs, step = len(self.concepts.pair_image), 16 * READ_CHUNK
-        packed = [np.packbits(self.concepts.masks(np.arange(i, min(i + step, num_pairs))).reshape(
-                      min(step, num_pairs - i), -1), axis=1)
-                  for i in tqdm(range(0, num_pairs, step), desc="concept masks", leave=False)]
+        packed = [
+            np.packbits(
+                self.concepts.masks(np.arange(i, min(i + step, num_pairs))).reshape(
+                    min(step, num_pairs - i), -1
+                ),
+                axis=1,
+            )
+            for i in tqdm(range(0, num_pairs, step), desc="concept masks", leave=False)
+        ]
         self._packed = np.concatenate(packed) if packed else np.zeros((0, 0), dtype=np.uint8)
         if self.device is not None:
-            self._device_batches = DeviceBatches(self._maps, self._map_pos, self._packed, self.concepts.pair_offsets,
-                                                 self.concepts.pair_concept, self.concepts.mask_size, self.device)
+            self._device_batches = DeviceBatches(
+                self._maps,
+                self._map_pos,
+                self._packed,
+                self.concepts.pair_offsets,
+                self.concepts.pair_concept,
+                self.concepts.mask_size,
+                self.device,
+            )
 
     def _read_maps(self, rows: np.ndarray) -> torch.Tensor:
         if self.in_memory:
@@ -157,23 +204,39 @@ class SegmentationDataModule(pl.LightningDataModule):
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         offsets = np.asarray(self.concepts.pair_offsets)
         counts = self.pair_count[rows]
-        pair_idx = np.concatenate([np.arange(offsets[r], offsets[r + 1]) for r in rows]) \
-            if len(rows) else np.zeros(0, dtype=np.int64)
+        pair_idx = (
+            np.concatenate([np.arange(offsets[r], offsets[r + 1]) for r in rows])
+            if len(rows)
+            else np.zeros(0, dtype=np.int64)
+        )
         if raw:
-            key, maps = "activations", torch.from_numpy(np.asarray(self.activations.activations(rows))).float()
+            key, maps = (
+                "activations",
+                torch.from_numpy(np.asarray(self.activations.activations(rows))).float(),
+            )
         else:
             key, maps = "maps", self._read_maps(rows)
-        return {key: maps,
-                "pair_image": torch.from_numpy(np.repeat(np.arange(len(rows)), counts)).long(),
-                "pair_concept": torch.from_numpy(np.asarray(self.concepts.pair_concept)[pair_idx]).long(),
-                "masks": self._read_masks(pair_idx), "image_index": torch.from_numpy(rows).long()}
+        return {
+            key: maps,
+            "pair_image": torch.from_numpy(np.repeat(np.arange(len(rows)), counts)).long(),
+            "pair_concept": torch.from_numpy(
+                np.asarray(self.concepts.pair_concept)[pair_idx]
+            ).long(),
+            "masks": self._read_masks(pair_idx),
+            "image_index": torch.from_numpy(rows).long(),
+        }
 
-    def _loader(self, rows: np.ndarray, shuffle: bool, raw: bool = False,
-                shard: tuple[int, int] = (0, 1)) -> DataLoader:
+    def _loader(
+        self, rows: np.ndarray, shuffle: bool, raw: bool = False, shard: tuple[int, int] = (0, 1)
+    ) -> DataLoader:
         sampler = EpochShuffle(len(rows), self.seed, self.batch_size, shuffle, *shard)
-        return DataLoader(rows.tolist(), batch_sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          collate_fn=functools.partial(self.collate, raw=raw))
+        return DataLoader(
+            rows.tolist(),
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=functools.partial(self.collate, raw=raw),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.rows[0], shuffle=True, shard=shard_of(self))
@@ -181,13 +244,18 @@ class SegmentationDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.rows[1], shuffle=False, shard=shard_of(self))
 
-    def probe_dataloader(self, split: int | None = None, raw: bool = False,
-                         rows: np.ndarray | None = None) -> DataLoader:
+    def probe_dataloader(
+        self, split: int | None = None, raw: bool = False, rows: np.ndarray | None = None
+    ) -> DataLoader:
         """Unshuffled batches over the images with pairs of one split (None: both), e.g. for the
         single-filter probe, or over the given dataset ``rows`` (sorted); ``raw`` puts raw
         ``activations`` in place of ``maps`` (NetDissect)."""
         if rows is None:
-            rows = np.sort(np.concatenate([self.rows[0], self.rows[1]])) if split is None else self.rows[split]
+            rows = (
+                np.sort(np.concatenate([self.rows[0], self.rows[1]]))
+                if split is None
+                else self.rows[split]
+            )
         rows = np.asarray(rows, dtype=np.int64)
         return self._loader(rows, shuffle=False, raw=raw)
 
@@ -220,19 +288,29 @@ class ClassificationDataModule(pl.LightningDataModule):
     with A_k > T_k (the store's thresholds unless ``threshold`` is given), not the raw means.
     """
 
-    def __init__(self, concept_store, activation_store, batch_size: int = 64, seed: int = 0,
-                 balance: str = "weight", thresholded: bool = False, threshold=None) -> None:
+    def __init__(
+        self,
+        concept_store,
+        activation_store,
+        batch_size: int = 64,
+        seed: int = 0,
+        balance: str = "weight",
+        thresholded: bool = False,
+        threshold=None,
+    ) -> None:
         super().__init__()
         if balance not in ("weight", "resample"):
             raise ValueError(f"balance={balance!r}: expected 'weight' or 'resample'")
         if concept_store.num_images != activation_store.num_images:
-            raise ValueError(f"concept store has {concept_store.num_images} images, "
-                             f"activation store {activation_store.num_images}")
+            raise ValueError(
+                f"concept store has {concept_store.num_images} images, "
+                f"activation store {activation_store.num_images}"
+            )
         self.concepts, self.activations = concept_store, activation_store
         self.batch_size, self.seed, self.balance = int(batch_size), int(seed), balance
         if threshold is None and thresholded:
             threshold = activation_store.thresholds
-        self.threshold = threshold                      # None: raw spatial means
+        self.threshold = threshold  # None: raw spatial means
         split = np.asarray(concept_store.split)
         self.rows = {s: np.flatnonzero(split == s) for s in (0, 1)}
         self.presence = torch.from_numpy(np.asarray(concept_store.presence, dtype=bool))
@@ -251,8 +329,10 @@ class ClassificationDataModule(pl.LightningDataModule):
         if self.threshold is None:
             return torch.from_numpy(np.asarray(self.activations.pooled(), dtype=np.float32))
         rows = np.arange(self.activations.num_images)
-        parts = [pooled_features(self.activations.activations(rows[i:i + READ_CHUNK]), self.threshold)
-                 for i in tqdm(range(0, len(rows), READ_CHUNK), desc="thresholded features", leave=False)]
+        parts = [
+            pooled_features(self.activations.activations(rows[i : i + READ_CHUNK]), self.threshold)
+            for i in tqdm(range(0, len(rows), READ_CHUNK), desc="thresholded features", leave=False)
+        ]
         return torch.cat(parts)
 
     def inclusion(self, epoch: int) -> torch.Tensor:
@@ -273,7 +353,11 @@ class ClassificationDataModule(pl.LightningDataModule):
         """The classification batch dict for dataset rows (in the given order)."""
         self.setup()
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-        out = {"features": self.features[index], "labels": self.presence[index].float(), "image_index": index}
+        out = {
+            "features": self.features[index],
+            "labels": self.presence[index].float(),
+            "image_index": index,
+        }
         if include is not None:
             out["include"] = include.float()
         return out
@@ -290,21 +374,29 @@ class ClassificationDataModule(pl.LightningDataModule):
         include = self.inclusion(epoch) if self.balance == "resample" else None
         positions = np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.rows[0]))
         for start in range(0, len(positions), self.batch_size):
-            chunk = positions[start:start + self.batch_size][rank::world_size]
-            yield self.batch(self.rows[0][chunk], None if include is None else include[torch.from_numpy(chunk)])
+            chunk = positions[start : start + self.batch_size][rank::world_size]
+            yield self.batch(
+                self.rows[0][chunk], None if include is None else include[torch.from_numpy(chunk)]
+            )
 
     def _val_batches(self, rank: int = 0, world_size: int = 1):
         """The val images in order, in batches; under DDP this rank's share of every batch."""
         rows = self.rows[1]
         for start in range(0, len(rows), self.batch_size):
-            yield self.batch(rows[start:start + self.batch_size][rank::world_size])
+            yield self.batch(rows[start : start + self.batch_size][rank::world_size])
 
     def train_dataloader(self) -> EpochBatches:
         shard = shard_of(self)
-        return EpochBatches(lambda epoch: self._train_batches(epoch, *shard),
-                            lambda: -(-len(self.rows[0]) // self.batch_size), self._epoch)
+        return EpochBatches(
+            lambda epoch: self._train_batches(epoch, *shard),
+            lambda: -(-len(self.rows[0]) // self.batch_size),
+            self._epoch,
+        )
 
     def val_dataloader(self) -> EpochBatches:
         shard = shard_of(self)
-        return EpochBatches(lambda epoch: self._val_batches(*shard),
-                            lambda: -(-len(self.rows[1]) // self.batch_size), lambda: 0)
+        return EpochBatches(
+            lambda epoch: self._val_batches(*shard),
+            lambda: -(-len(self.rows[1]) // self.batch_size),
+            lambda: 0,
+        )

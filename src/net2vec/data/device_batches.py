@@ -6,12 +6,13 @@ pairs × 113² bits) and copying them as floats costs more than the probe's whol
 uint8: ~4 GiB for BRODEN at 13×13 / 113×113) are moved to the GPU once, and every batch is
 gathered and unpacked there; the DataLoader only hands out row numbers.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-BITS = torch.arange(7, -1, -1, dtype=torch.uint8)   # np.packbits order: most significant bit first
+BITS = torch.arange(7, -1, -1, dtype=torch.uint8)  # np.packbits order: most significant bit first
 
 
 def batch_device(device_batches: bool | str, accelerator: str, devices) -> str | None:
@@ -28,14 +29,24 @@ def batch_device(device_batches: bool | str, accelerator: str, devices) -> str |
 class DeviceBatches:
     """The in-memory maps (N', K, h, w) bool and packed masks (P, B) uint8 of a datamodule, on `device`."""
 
-    def __init__(self, maps: torch.Tensor, map_pos: np.ndarray, packed: np.ndarray, pair_offsets: np.ndarray,
-                 pair_concept: np.ndarray, mask_size: tuple[int, int], device: str | torch.device) -> None:
+    def __init__(
+        self,
+        maps: torch.Tensor,
+        map_pos: np.ndarray,
+        packed: np.ndarray,
+        pair_offsets: np.ndarray,
+        pair_concept: np.ndarray,
+        mask_size: tuple[int, int],
+        device: str | torch.device,
+    ) -> None:
         self.device = torch.device(device)
         self.maps = maps.to(self.device)
         self.map_pos = torch.from_numpy(np.asarray(map_pos)).to(self.device)
         self.packed = torch.from_numpy(np.asarray(packed)).to(self.device)
         self.pair_offsets = np.asarray(pair_offsets, dtype=np.int64)
-        self.pair_concept = torch.from_numpy(np.asarray(pair_concept, dtype=np.int64)).to(self.device)
+        self.pair_concept = torch.from_numpy(np.asarray(pair_concept, dtype=np.int64)).to(
+            self.device
+        )
         self.mask_size = tuple(int(v) for v in mask_size)
         self.bits = BITS.to(self.device)
 
@@ -44,7 +55,7 @@ class DeviceBatches:
         sh, sw = self.mask_size
         packed = self.packed[pair_idx]
         bits = (packed[:, :, None] >> self.bits) & 1
-        return bits.flatten(1)[:, :sh * sw].reshape(-1, sh, sw).float()
+        return bits.flatten(1)[:, : sh * sw].reshape(-1, sh, sw).float()
 
     def _upload(self, values: np.ndarray) -> torch.Tensor:
         """int64 indices to the device without a host-device sync (pinned, non-blocking copy)."""
@@ -62,10 +73,14 @@ class DeviceBatches:
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         starts = self.pair_offsets[rows]
         counts = self.pair_offsets[rows + 1] - starts
-        first = np.cumsum(counts) - counts                        # each row's first slot in the batch
+        first = np.cumsum(counts) - counts  # each row's first slot in the batch
         pair_idx = np.repeat(starts - first, counts) + np.arange(int(counts.sum()))
         pair_image = np.repeat(np.arange(len(rows)), counts)
         rows_t, pair_idx_t, pair_image_t = (self._upload(v) for v in (rows, pair_idx, pair_image))
-        return {"maps": self.maps[self.map_pos[rows_t]].float(), "pair_image": pair_image_t,
-                "pair_concept": self.pair_concept[pair_idx_t], "masks": self.masks(pair_idx_t),
-                "image_index": rows_t}
+        return {
+            "maps": self.maps[self.map_pos[rows_t]].float(),
+            "pair_image": pair_image_t,
+            "pair_concept": self.pair_concept[pair_idx_t],
+            "masks": self.masks(pair_idx_t),
+            "image_index": rows_t,
+        }

@@ -12,6 +12,7 @@ published BRODEN archives is pinned here (none was available to check against), 
 unpacked into ``<target>.tmp-<pid>`` beside the target and moved into place in one rename;
 temporary folders of dead processes are removed. Exit status 2 on any error (one line).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,6 @@ import http.client
 import logging
 import os
 import shutil
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -49,8 +49,10 @@ class DownloadError(ValueError):
 
 
 def _elsewhere(release: str, target: Path) -> str:
-    return (f"download {release}.zip elsewhere and unzip it to {target} (index.csv at its top), "
-            f"or set data.root=DIR to a BRODEN copy")
+    return (
+        f"download {release}.zip elsewhere and unzip it to {target} (index.csv at its top), "
+        f"or set data.root=DIR to a BRODEN copy"
+    )
 
 
 def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
@@ -60,7 +62,7 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as error:
-        if error.code == 416 and have:      # the .part already holds the whole file
+        if error.code == 416 and have:  # the .part already holds the whole file
             return
         raise
     with response:
@@ -69,28 +71,45 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
             log.info("server ignored the Range request: downloading %s from the start", url)
         length = int(response.headers.get("Content-Length") or 0)
         total = (have if resumed else 0) + length if length else None
-        with open(part, "ab" if resumed else "wb") as handle, tqdm(
-                total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
-                desc=part.name, disable=not progress, mininterval=1) as bar:
+        with (
+            open(part, "ab" if resumed else "wb") as handle,
+            tqdm(
+                total=total,
+                initial=have if resumed else 0,
+                unit="B",
+                unit_scale=True,
+                desc=part.name,
+                disable=not progress,
+                mininterval=1,
+            ) as bar,
+        ):
             try:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     handle.write(block)
                     bar.update(len(block))
             except (OSError, http.client.HTTPException) as error:
-                raise DownloadError(f"{url}: transfer interrupted ({error!r}); run again to resume") from None
+                raise DownloadError(
+                    f"{url}: transfer interrupted ({error!r}); run again to resume"
+                ) from None
     if total is not None and part.stat().st_size != total:
-        raise DownloadError(f"{url}: got {part.stat().st_size} of {total} bytes; run again to resume")
+        raise DownloadError(
+            f"{url}: got {part.stat().st_size} of {total} bytes; run again to resume"
+        )
 
 
 def _verify(archive: Path, sha256: str | None, size: int | None = None) -> None:
     """Size and SHA-256 of the archive when known, then zip integrity (every member's CRC) and
     no member that would land outside the unpack folder."""
     if size is not None and archive.stat().st_size != size:
-        raise DownloadError(f"{archive}: {archive.stat().st_size} bytes, expected {size}; delete it and retry")
+        raise DownloadError(
+            f"{archive}: {archive.stat().st_size} bytes, expected {size}; delete it and retry"
+        )
     if sha256:
         digest = fingerprint_file(archive, 64)
         if digest != sha256.lower():
-            raise DownloadError(f"{archive}: sha256 {digest} != expected {sha256}; delete it and retry")
+            raise DownloadError(
+                f"{archive}: sha256 {digest} != expected {sha256}; delete it and retry"
+            )
     try:
         with zipfile.ZipFile(archive) as handle:
             bad = handle.testzip()
@@ -101,7 +120,9 @@ def _verify(archive: Path, sha256: str | None, size: int | None = None) -> None:
         raise DownloadError(f"{archive}: member {bad} is corrupt; delete it and retry")
     escaping = [n for n in names if n.startswith("/") or ".." in Path(n).parts]
     if escaping:
-        raise DownloadError(f"{archive}: member {escaping[0]!r} points outside the archive; not a BRODEN release")
+        raise DownloadError(
+            f"{archive}: member {escaping[0]!r} points outside the archive; not a BRODEN release"
+        )
 
 
 def _unpack(archive: Path, target: Path) -> None:
@@ -142,14 +163,24 @@ def _check_target(release: str, target: Path, digest: str | None, verify: str) -
         )
 
 
-def download_broden(release: str, dest: str | Path, base_url: str = BASE_URL, target: str | Path | None = None,
-                    sha256: str | None = None, timeout: float = CONNECT_TIMEOUT, keep_zip: bool = False,
-                    progress: bool = True, verify: str = "zip") -> Path:
+def download_broden(
+    release: str,
+    dest: str | Path,
+    base_url: str = BASE_URL,
+    target: str | Path | None = None,
+    sha256: str | None = None,
+    timeout: float = CONNECT_TIMEOUT,
+    keep_zip: bool = False,
+    progress: bool = True,
+    verify: str = "zip",
+) -> Path:
     """Fetch `<base_url><release>.zip` into `dest`, verify it, unpack to `target` (default dest/release).
 
     ``verify="strict"`` refuses to run without a known SHA-256 (pinned or `sha256`)."""
     if release not in RELEASES:
-        raise DownloadError(f"unknown BRODEN release {release!r}: choose one of {', '.join(RELEASES)}")
+        raise DownloadError(
+            f"unknown BRODEN release {release!r}: choose one of {', '.join(RELEASES)}"
+        )
     dest = Path(dest)
     target = Path(target) if target is not None else dest / release
     if (target / "index.csv").is_file():
@@ -163,9 +194,11 @@ def download_broden(release: str, dest: str | Path, base_url: str = BASE_URL, ta
     if not archive.is_file():
         try:
             _fetch(url, part, timeout, progress)
-        except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as error:
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
             reason = getattr(error, "reason", error)
-            raise DownloadError(f"cannot reach {url} ({reason}): {_elsewhere(release, target)}") from None
+            raise DownloadError(
+                f"cannot reach {url} ({reason}): {_elsewhere(release, target)}"
+            ) from None
         _verify(part, digest, KNOWN_SIZE.get(release) if not sha256 else None)
         os.replace(part, archive)
     else:
@@ -187,13 +220,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", default=BASE_URL)
     parser.add_argument("--keep-zip", action="store_true")
     parser.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
-    parser.add_argument("--verify", choices=VERIFY, default="zip",
-                        help="zip: CRCs and tables (default); strict: also a known SHA-256")
+    parser.add_argument(
+        "--verify",
+        choices=VERIFY,
+        default="zip",
+        help="zip: CRCs and tables (default); strict: also a known SHA-256",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        print(download_broden(args.release, args.dest, args.base_url, sha256=args.sha256,
-                              keep_zip=args.keep_zip, verify=args.verify))
+        print(
+            download_broden(
+                args.release,
+                args.dest,
+                args.base_url,
+                sha256=args.sha256,
+                keep_zip=args.keep_zip,
+                verify=args.verify,
+            )
+        )
     except (DownloadError, OSError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_BAD_VALUE

@@ -50,7 +50,9 @@ def dataset_fingerprint(root: str | Path, verify: str = "stat") -> dict[str, str
     root = Path(root).resolve()
     _, rows = read_csv(root / "index.csv")
     images = [row.get("image") or "" for row in rows]
-    masks = [name for row in rows for column in PIXEL_COLUMNS for name in split_cell(row.get(column))]
+    masks = [
+        name for row in rows for column in PIXEL_COLUMNS for name in split_cell(row.get(column))
+    ]
     return {
         "root": str(root),
         "verify": verify,

@@ -24,6 +24,7 @@ Material label numbers start at 256 or above so that an 8-bit decoding bug shows
 catalogues: 60k images, 1,197 concepts). Every image is drawn from its own generator seeded by
 (seed, image index): `render(...)`/`ground_truth(...)` redraw any image's exact label maps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +42,52 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-COLORS = {"black": (25, 25, 25), "blue": (40, 80, 210), "brown": (125, 75, 30), "green": (40, 165, 55),
-          "grey": (128, 128, 128), "orange": (245, 140, 20), "pink": (245, 160, 200), "purple": (135, 50, 170),
-          "red": (215, 30, 30), "white": (240, 240, 240), "yellow": (240, 220, 40)}
-MATERIALS = ("wood", "metal", "glass", "fabric", "plastic", "stone", "rubber", "paper", "fur", "brick",
-             "tile", "skin", "foliage", "ceramic", "water", "leather")
-TEXTURES = ("striped", "banded", "lined", "zigzagged", "chequered", "dotted", "polka-dotted", "grid",
-            "crosshatched", "wavy", "spiralled", "sprinkled", "blotchy")
+COLORS = {
+    "black": (25, 25, 25),
+    "blue": (40, 80, 210),
+    "brown": (125, 75, 30),
+    "green": (40, 165, 55),
+    "grey": (128, 128, 128),
+    "orange": (245, 140, 20),
+    "pink": (245, 160, 200),
+    "purple": (135, 50, 170),
+    "red": (215, 30, 30),
+    "white": (240, 240, 240),
+    "yellow": (240, 220, 40),
+}
+MATERIALS = (
+    "wood",
+    "metal",
+    "glass",
+    "fabric",
+    "plastic",
+    "stone",
+    "rubber",
+    "paper",
+    "fur",
+    "brick",
+    "tile",
+    "skin",
+    "foliage",
+    "ceramic",
+    "water",
+    "leather",
+)
+TEXTURES = (
+    "striped",
+    "banded",
+    "lined",
+    "zigzagged",
+    "chequered",
+    "dotted",
+    "polka-dotted",
+    "grid",
+    "crosshatched",
+    "wavy",
+    "spiralled",
+    "sprinkled",
+    "blotchy",
+)
 SCENE_IMAGE_FRACTION = 0.4
 CLOSEUP_IMAGE_FRACTION = 0.4  # after scene images; the rest are texture images
 VAL_FRACTION = 0.3
@@ -57,107 +97,444 @@ VERSION = 2  # in synthetic.json: bump when the drawing changes (a set of anothe
 #        parts [(part, shape, box x0 y0 x1 y1 in the object's box, colour|None, material|None, plane)])
 _W = ("wheel", "ellipse")
 OBJECTS = {
-    "car": ("ground", (.30, .45), .55, "red blue white black yellow grey", "metal", [
-        ("body", "rect", (0, .35, 1, .8), None, None, 1), ("window", "rect", (.2, .02, .78, .38), "blue", "glass", 1),
-        (*_W, (.06, .6, .34, 1), "black", "rubber", 1), (*_W, (.66, .6, .94, 1), "black", "rubber", 1),
-        ("hub", "ellipse", (.14, .72, .26, .9), "grey", "metal", 2), ("hub", "ellipse", (.74, .72, .86, .9), "grey", "metal", 2)]),
-    "bus": ("ground", (.40, .60), .6, "yellow red white orange", "metal", [
-        ("body", "rect", (0, 0, 1, .85), None, None, 1), ("window", "rect", (.05, .1, .25, .4), "blue", "glass", 1),
-        ("window", "rect", (.3, .1, .5, .4), "blue", "glass", 1), ("window", "rect", (.55, .1, .75, .4), "blue", "glass", 1),
-        ("door", "rect", (.8, .1, .95, .85), "grey", "metal", 1), (*_W, (.08, .68, .3, 1), "black", "rubber", 1),
-        (*_W, (.62, .68, .84, 1), "black", "rubber", 1), ("hub", "ellipse", (.15, .8, .23, .92), "grey", "metal", 2)]),
-    "truck": ("ground", (.35, .50), .6, "white red green blue orange", "metal", [
-        ("body", "rect", (0, .1, .65, .8), None, None, 1), ("cabin", "rect", (.65, .3, 1, .8), None, None, 1),
-        ("window", "rect", (.72, .35, .92, .55), "blue", "glass", 1), (*_W, (.05, .68, .27, 1), "black", "rubber", 1),
-        (*_W, (.7, .68, .92, 1), "black", "rubber", 1), ("hub", "ellipse", (.76, .8, .86, .92), "grey", "metal", 2)]),
-    "bicycle": ("ground", (.20, .30), .6, "red blue black green", "metal", [
-        (*_W, (0, .45, .4, 1), "black", "rubber", 1), (*_W, (.6, .45, 1, 1), "black", "rubber", 1),
-        ("frame", "rect", (.2, .5, .8, .6), None, None, 1), ("frame", "rect", (.45, .2, .55, .75), None, None, 1),
-        ("saddle", "rect", (.3, .1, .55, .22), "black", "leather", 1)]),
-    "person": ("ground", (.10, .16), 2.2, "red blue green white yellow purple orange black", "fabric", [
-        ("head", "ellipse", (.28, 0, .72, .2), "pink", "skin", 1), ("torso", "rect", (.2, .2, .8, .6), None, None, 1),
-        ("arm", "rect", (.02, .22, .18, .56), None, None, 1), ("arm", "rect", (.82, .22, .98, .56), None, None, 1),
-        ("leg", "rect", (.24, .6, .46, 1), "blue", "fabric", 1), ("leg", "rect", (.54, .6, .76, 1), "blue", "fabric", 1),
-        ("hair", "rect", (.28, 0, .72, .07), "black", "fur", 2)]),
-    "dog": ("ground", (.18, .26), .7, "brown black white grey", "fur", [
-        ("torso", "ellipse", (.12, .25, .85, .7), None, None, 1), ("head", "ellipse", (.72, 0, 1, .42), None, None, 1),
-        ("leg", "rect", (.2, .6, .3, 1), None, None, 1), ("leg", "rect", (.65, .6, .75, 1), None, None, 1),
-        ("tail", "rect", (0, .22, .16, .32), None, None, 1), ("eye", "ellipse", (.84, .1, .94, .22), "black", None, 2)]),
-    "cat": ("ground", (.14, .20), .8, "orange grey black white", "fur", [
-        ("torso", "ellipse", (.1, .35, .75, .75), None, None, 1), ("head", "ellipse", (.58, .1, .96, .46), None, None, 1),
-        ("ear", "tri", (.6, 0, .74, .17), None, None, 1), ("ear", "tri", (.8, 0, .94, .17), None, None, 1),
-        ("leg", "rect", (.2, .65, .3, 1), None, None, 1), ("leg", "rect", (.55, .65, .65, 1), None, None, 1),
-        ("tail", "rect", (0, .3, .14, .4), None, None, 1), ("eye", "ellipse", (.7, .2, .8, .3), "green", None, 2)]),
-    "horse": ("ground", (.30, .40), .9, "brown black white", "fur", [
-        ("torso", "ellipse", (.15, .25, .8, .6), None, None, 1), ("head", "rect", (.74, 0, .98, .28), None, None, 1),
-        ("leg", "rect", (.2, .5, .28, 1), None, None, 1), ("leg", "rect", (.32, .5, .4, 1), None, None, 1),
-        ("leg", "rect", (.6, .5, .68, 1), None, None, 1), ("leg", "rect", (.72, .5, .8, 1), None, None, 1),
-        ("tail", "rect", (.02, .25, .15, .55), "black", "fur", 1)]),
-    "house": ("ground", (.30, .45), .9, "red white yellow brown", "brick", [
-        ("facade", "rect", (0, .35, 1, 1), None, None, 1), ("roof", "tri", (0, 0, 1, .36), "grey", "tile", 1),
-        ("window", "rect", (.1, .48, .34, .7), "blue", "glass", 1), ("window", "rect", (.66, .48, .9, .7), "blue", "glass", 1),
-        ("door", "rect", (.4, .58, .6, 1), "brown", "wood", 1), ("handle", "rect", (.52, .76, .58, .86), "yellow", "metal", 2)]),
-    "tree": ("ground", (.18, .30), 1.4, "green", "foliage", [
-        ("trunk", "rect", (.4, .55, .6, 1), "brown", "wood", 1), ("crown", "ellipse", (0, 0, 1, .65), "green", "foliage", 1)]),
-    "table": ("ground", (.25, .40), .6, "brown white black", "wood", [
-        ("tabletop", "rect", (0, 0, 1, .18), None, None, 1), ("leg", "rect", (.05, .18, .15, 1), None, None, 1),
-        ("leg", "rect", (.85, .18, .95, 1), None, None, 1)]),
-    "chair": ("ground", (.12, .20), 1.3, "brown red blue black", "wood", [
-        ("backrest", "rect", (0, 0, .2, .6), None, None, 1), ("seat", "rect", (0, .5, 1, .62), None, None, 1),
-        ("leg", "rect", (.02, .62, .14, 1), None, None, 1), ("leg", "rect", (.86, .62, .98, 1), None, None, 1)]),
-    "sofa": ("ground", (.35, .50), .55, "red green blue purple grey brown", "fabric", [
-        ("backrest", "rect", (.05, 0, .95, .5), None, None, 1), ("seat", "rect", (.1, .45, .9, .8), None, None, 1),
-        ("arm", "rect", (0, .25, .15, .9), None, None, 1), ("arm", "rect", (.85, .25, 1, .9), None, None, 1),
-        ("leg", "rect", (.05, .9, .14, 1), "black", "wood", 1), ("leg", "rect", (.86, .9, .95, 1), "black", "wood", 1),
-        ("cushion", "ellipse", (.15, .06, .45, .42), "white", "fabric", 2)]),
-    "lamp": ("ground", (.08, .14), 2.0, "yellow white orange", "fabric", [
-        ("shade", "trap", (0, 0, 1, .35), None, None, 1), ("pole", "rect", (.44, .35, .56, .9), "grey", "metal", 1),
-        ("base", "rect", (.2, .9, .8, 1), "grey", "metal", 1)]),
-    "bottle": ("ground", (.05, .08), 2.5, "green brown blue", "glass", [
-        ("cap", "rect", (.35, 0, .65, .1), "red", "plastic", 1), ("neck", "rect", (.35, .1, .65, .35), None, None, 1),
-        ("belly", "rect", (0, .35, 1, 1), None, None, 1), ("label", "rect", (0, .55, 1, .8), "white", "paper", 2)]),
-    "cup": ("ground", (.07, .10), .9, "white red blue yellow", "ceramic", [
-        ("belly", "rect", (0, 0, .72, 1), None, None, 1), ("handle", "ellipse", (.66, .2, 1, .7), None, None, 1)]),
-    "tv": ("ground", (.20, .30), .75, "black grey", "plastic", [
-        ("frame", "rect", (0, 0, 1, .85), None, None, 1), ("screen", "rect", (.08, .08, .92, .78), "blue", "glass", 1),
-        ("base", "rect", (.38, .85, .62, 1), None, None, 1)]),
-    "plant": ("ground", (.10, .18), 1.3, "green", "foliage", [
-        ("crown", "ellipse", (0, 0, 1, .65), "green", "foliage", 1), ("pot", "rect", (.2, .6, .8, 1), "orange", "ceramic", 1)]),
-    "boat": ("ground", (.25, .40), .9, "white red blue yellow", "wood", [
-        ("hull", "itrap", (0, .65, 1, 1), None, None, 1), ("mast", "rect", (.46, 0, .54, .65), "brown", "wood", 1),
-        ("sail", "tri", (.08, .05, .44, .62), "white", "fabric", 1)]),
-    "airplane": ("sky", (.35, .50), .35, "white grey", "metal", [
-        ("fuselage", "ellipse", (0, .3, 1, .7), None, None, 1), ("wing", "rect", (.38, 0, .58, 1), None, None, 1),
-        ("tail", "tri", (0, 0, .15, .5), None, None, 1), ("window", "rect", (.65, .4, .8, .5), "blue", "glass", 2)]),
-    "kite": ("sky", (.08, .12), 1.0, "red yellow purple pink", "fabric", [("sail", "diamond", (0, 0, 1, 1), None, None, 1)]),
-    "clock": ("wall", (.08, .12), 1.0, "white", "plastic", [
-        ("face", "ellipse", (0, 0, 1, 1), "white", "plastic", 1), ("hand", "rect", (.46, .15, .54, .52), "black", "metal", 2)]),
-    "sign": ("ground", (.08, .14), 1.6, "red blue green yellow", "metal", [
-        ("board", "rect", (0, 0, 1, .45), None, None, 1), ("pole", "rect", (.44, .45, .56, 1), "grey", "metal", 1)]),
-    "door": ("ground", (.10, .16), 2.0, "brown white", "wood", [("handle", "rect", (.74, .45, .88, .55), "yellow", "metal", 1)]),
-    "window": ("wall", (.12, .20), 1.0, "white", "wood", [
-        ("frame", "rect", (0, 0, 1, 1), "white", "wood", 1), ("pane", "rect", (.12, .12, .88, .88), "blue", "glass", 1)]),
-    "book": ("ground", (.05, .08), 1.3, "red blue green black", "paper", [("cover", "rect", (0, 0, 1, 1), None, None, 1)]),
+    "car": (
+        "ground",
+        (0.30, 0.45),
+        0.55,
+        "red blue white black yellow grey",
+        "metal",
+        [
+            ("body", "rect", (0, 0.35, 1, 0.8), None, None, 1),
+            ("window", "rect", (0.2, 0.02, 0.78, 0.38), "blue", "glass", 1),
+            (*_W, (0.06, 0.6, 0.34, 1), "black", "rubber", 1),
+            (*_W, (0.66, 0.6, 0.94, 1), "black", "rubber", 1),
+            ("hub", "ellipse", (0.14, 0.72, 0.26, 0.9), "grey", "metal", 2),
+            ("hub", "ellipse", (0.74, 0.72, 0.86, 0.9), "grey", "metal", 2),
+        ],
+    ),
+    "bus": (
+        "ground",
+        (0.40, 0.60),
+        0.6,
+        "yellow red white orange",
+        "metal",
+        [
+            ("body", "rect", (0, 0, 1, 0.85), None, None, 1),
+            ("window", "rect", (0.05, 0.1, 0.25, 0.4), "blue", "glass", 1),
+            ("window", "rect", (0.3, 0.1, 0.5, 0.4), "blue", "glass", 1),
+            ("window", "rect", (0.55, 0.1, 0.75, 0.4), "blue", "glass", 1),
+            ("door", "rect", (0.8, 0.1, 0.95, 0.85), "grey", "metal", 1),
+            (*_W, (0.08, 0.68, 0.3, 1), "black", "rubber", 1),
+            (*_W, (0.62, 0.68, 0.84, 1), "black", "rubber", 1),
+            ("hub", "ellipse", (0.15, 0.8, 0.23, 0.92), "grey", "metal", 2),
+        ],
+    ),
+    "truck": (
+        "ground",
+        (0.35, 0.50),
+        0.6,
+        "white red green blue orange",
+        "metal",
+        [
+            ("body", "rect", (0, 0.1, 0.65, 0.8), None, None, 1),
+            ("cabin", "rect", (0.65, 0.3, 1, 0.8), None, None, 1),
+            ("window", "rect", (0.72, 0.35, 0.92, 0.55), "blue", "glass", 1),
+            (*_W, (0.05, 0.68, 0.27, 1), "black", "rubber", 1),
+            (*_W, (0.7, 0.68, 0.92, 1), "black", "rubber", 1),
+            ("hub", "ellipse", (0.76, 0.8, 0.86, 0.92), "grey", "metal", 2),
+        ],
+    ),
+    "bicycle": (
+        "ground",
+        (0.20, 0.30),
+        0.6,
+        "red blue black green",
+        "metal",
+        [
+            (*_W, (0, 0.45, 0.4, 1), "black", "rubber", 1),
+            (*_W, (0.6, 0.45, 1, 1), "black", "rubber", 1),
+            ("frame", "rect", (0.2, 0.5, 0.8, 0.6), None, None, 1),
+            ("frame", "rect", (0.45, 0.2, 0.55, 0.75), None, None, 1),
+            ("saddle", "rect", (0.3, 0.1, 0.55, 0.22), "black", "leather", 1),
+        ],
+    ),
+    "person": (
+        "ground",
+        (0.10, 0.16),
+        2.2,
+        "red blue green white yellow purple orange black",
+        "fabric",
+        [
+            ("head", "ellipse", (0.28, 0, 0.72, 0.2), "pink", "skin", 1),
+            ("torso", "rect", (0.2, 0.2, 0.8, 0.6), None, None, 1),
+            ("arm", "rect", (0.02, 0.22, 0.18, 0.56), None, None, 1),
+            ("arm", "rect", (0.82, 0.22, 0.98, 0.56), None, None, 1),
+            ("leg", "rect", (0.24, 0.6, 0.46, 1), "blue", "fabric", 1),
+            ("leg", "rect", (0.54, 0.6, 0.76, 1), "blue", "fabric", 1),
+            ("hair", "rect", (0.28, 0, 0.72, 0.07), "black", "fur", 2),
+        ],
+    ),
+    "dog": (
+        "ground",
+        (0.18, 0.26),
+        0.7,
+        "brown black white grey",
+        "fur",
+        [
+            ("torso", "ellipse", (0.12, 0.25, 0.85, 0.7), None, None, 1),
+            ("head", "ellipse", (0.72, 0, 1, 0.42), None, None, 1),
+            ("leg", "rect", (0.2, 0.6, 0.3, 1), None, None, 1),
+            ("leg", "rect", (0.65, 0.6, 0.75, 1), None, None, 1),
+            ("tail", "rect", (0, 0.22, 0.16, 0.32), None, None, 1),
+            ("eye", "ellipse", (0.84, 0.1, 0.94, 0.22), "black", None, 2),
+        ],
+    ),
+    "cat": (
+        "ground",
+        (0.14, 0.20),
+        0.8,
+        "orange grey black white",
+        "fur",
+        [
+            ("torso", "ellipse", (0.1, 0.35, 0.75, 0.75), None, None, 1),
+            ("head", "ellipse", (0.58, 0.1, 0.96, 0.46), None, None, 1),
+            ("ear", "tri", (0.6, 0, 0.74, 0.17), None, None, 1),
+            ("ear", "tri", (0.8, 0, 0.94, 0.17), None, None, 1),
+            ("leg", "rect", (0.2, 0.65, 0.3, 1), None, None, 1),
+            ("leg", "rect", (0.55, 0.65, 0.65, 1), None, None, 1),
+            ("tail", "rect", (0, 0.3, 0.14, 0.4), None, None, 1),
+            ("eye", "ellipse", (0.7, 0.2, 0.8, 0.3), "green", None, 2),
+        ],
+    ),
+    "horse": (
+        "ground",
+        (0.30, 0.40),
+        0.9,
+        "brown black white",
+        "fur",
+        [
+            ("torso", "ellipse", (0.15, 0.25, 0.8, 0.6), None, None, 1),
+            ("head", "rect", (0.74, 0, 0.98, 0.28), None, None, 1),
+            ("leg", "rect", (0.2, 0.5, 0.28, 1), None, None, 1),
+            ("leg", "rect", (0.32, 0.5, 0.4, 1), None, None, 1),
+            ("leg", "rect", (0.6, 0.5, 0.68, 1), None, None, 1),
+            ("leg", "rect", (0.72, 0.5, 0.8, 1), None, None, 1),
+            ("tail", "rect", (0.02, 0.25, 0.15, 0.55), "black", "fur", 1),
+        ],
+    ),
+    "house": (
+        "ground",
+        (0.30, 0.45),
+        0.9,
+        "red white yellow brown",
+        "brick",
+        [
+            ("facade", "rect", (0, 0.35, 1, 1), None, None, 1),
+            ("roof", "tri", (0, 0, 1, 0.36), "grey", "tile", 1),
+            ("window", "rect", (0.1, 0.48, 0.34, 0.7), "blue", "glass", 1),
+            ("window", "rect", (0.66, 0.48, 0.9, 0.7), "blue", "glass", 1),
+            ("door", "rect", (0.4, 0.58, 0.6, 1), "brown", "wood", 1),
+            ("handle", "rect", (0.52, 0.76, 0.58, 0.86), "yellow", "metal", 2),
+        ],
+    ),
+    "tree": (
+        "ground",
+        (0.18, 0.30),
+        1.4,
+        "green",
+        "foliage",
+        [
+            ("trunk", "rect", (0.4, 0.55, 0.6, 1), "brown", "wood", 1),
+            ("crown", "ellipse", (0, 0, 1, 0.65), "green", "foliage", 1),
+        ],
+    ),
+    "table": (
+        "ground",
+        (0.25, 0.40),
+        0.6,
+        "brown white black",
+        "wood",
+        [
+            ("tabletop", "rect", (0, 0, 1, 0.18), None, None, 1),
+            ("leg", "rect", (0.05, 0.18, 0.15, 1), None, None, 1),
+            ("leg", "rect", (0.85, 0.18, 0.95, 1), None, None, 1),
+        ],
+    ),
+    "chair": (
+        "ground",
+        (0.12, 0.20),
+        1.3,
+        "brown red blue black",
+        "wood",
+        [
+            ("backrest", "rect", (0, 0, 0.2, 0.6), None, None, 1),
+            ("seat", "rect", (0, 0.5, 1, 0.62), None, None, 1),
+            ("leg", "rect", (0.02, 0.62, 0.14, 1), None, None, 1),
+            ("leg", "rect", (0.86, 0.62, 0.98, 1), None, None, 1),
+        ],
+    ),
+    "sofa": (
+        "ground",
+        (0.35, 0.50),
+        0.55,
+        "red green blue purple grey brown",
+        "fabric",
+        [
+            ("backrest", "rect", (0.05, 0, 0.95, 0.5), None, None, 1),
+            ("seat", "rect", (0.1, 0.45, 0.9, 0.8), None, None, 1),
+            ("arm", "rect", (0, 0.25, 0.15, 0.9), None, None, 1),
+            ("arm", "rect", (0.85, 0.25, 1, 0.9), None, None, 1),
+            ("leg", "rect", (0.05, 0.9, 0.14, 1), "black", "wood", 1),
+            ("leg", "rect", (0.86, 0.9, 0.95, 1), "black", "wood", 1),
+            ("cushion", "ellipse", (0.15, 0.06, 0.45, 0.42), "white", "fabric", 2),
+        ],
+    ),
+    "lamp": (
+        "ground",
+        (0.08, 0.14),
+        2.0,
+        "yellow white orange",
+        "fabric",
+        [
+            ("shade", "trap", (0, 0, 1, 0.35), None, None, 1),
+            ("pole", "rect", (0.44, 0.35, 0.56, 0.9), "grey", "metal", 1),
+            ("base", "rect", (0.2, 0.9, 0.8, 1), "grey", "metal", 1),
+        ],
+    ),
+    "bottle": (
+        "ground",
+        (0.05, 0.08),
+        2.5,
+        "green brown blue",
+        "glass",
+        [
+            ("cap", "rect", (0.35, 0, 0.65, 0.1), "red", "plastic", 1),
+            ("neck", "rect", (0.35, 0.1, 0.65, 0.35), None, None, 1),
+            ("belly", "rect", (0, 0.35, 1, 1), None, None, 1),
+            ("label", "rect", (0, 0.55, 1, 0.8), "white", "paper", 2),
+        ],
+    ),
+    "cup": (
+        "ground",
+        (0.07, 0.10),
+        0.9,
+        "white red blue yellow",
+        "ceramic",
+        [
+            ("belly", "rect", (0, 0, 0.72, 1), None, None, 1),
+            ("handle", "ellipse", (0.66, 0.2, 1, 0.7), None, None, 1),
+        ],
+    ),
+    "tv": (
+        "ground",
+        (0.20, 0.30),
+        0.75,
+        "black grey",
+        "plastic",
+        [
+            ("frame", "rect", (0, 0, 1, 0.85), None, None, 1),
+            ("screen", "rect", (0.08, 0.08, 0.92, 0.78), "blue", "glass", 1),
+            ("base", "rect", (0.38, 0.85, 0.62, 1), None, None, 1),
+        ],
+    ),
+    "plant": (
+        "ground",
+        (0.10, 0.18),
+        1.3,
+        "green",
+        "foliage",
+        [
+            ("crown", "ellipse", (0, 0, 1, 0.65), "green", "foliage", 1),
+            ("pot", "rect", (0.2, 0.6, 0.8, 1), "orange", "ceramic", 1),
+        ],
+    ),
+    "boat": (
+        "ground",
+        (0.25, 0.40),
+        0.9,
+        "white red blue yellow",
+        "wood",
+        [
+            ("hull", "itrap", (0, 0.65, 1, 1), None, None, 1),
+            ("mast", "rect", (0.46, 0, 0.54, 0.65), "brown", "wood", 1),
+            ("sail", "tri", (0.08, 0.05, 0.44, 0.62), "white", "fabric", 1),
+        ],
+    ),
+    "airplane": (
+        "sky",
+        (0.35, 0.50),
+        0.35,
+        "white grey",
+        "metal",
+        [
+            ("fuselage", "ellipse", (0, 0.3, 1, 0.7), None, None, 1),
+            ("wing", "rect", (0.38, 0, 0.58, 1), None, None, 1),
+            ("tail", "tri", (0, 0, 0.15, 0.5), None, None, 1),
+            ("window", "rect", (0.65, 0.4, 0.8, 0.5), "blue", "glass", 2),
+        ],
+    ),
+    "kite": (
+        "sky",
+        (0.08, 0.12),
+        1.0,
+        "red yellow purple pink",
+        "fabric",
+        [("sail", "diamond", (0, 0, 1, 1), None, None, 1)],
+    ),
+    "clock": (
+        "wall",
+        (0.08, 0.12),
+        1.0,
+        "white",
+        "plastic",
+        [
+            ("face", "ellipse", (0, 0, 1, 1), "white", "plastic", 1),
+            ("hand", "rect", (0.46, 0.15, 0.54, 0.52), "black", "metal", 2),
+        ],
+    ),
+    "sign": (
+        "ground",
+        (0.08, 0.14),
+        1.6,
+        "red blue green yellow",
+        "metal",
+        [
+            ("board", "rect", (0, 0, 1, 0.45), None, None, 1),
+            ("pole", "rect", (0.44, 0.45, 0.56, 1), "grey", "metal", 1),
+        ],
+    ),
+    "door": (
+        "ground",
+        (0.10, 0.16),
+        2.0,
+        "brown white",
+        "wood",
+        [("handle", "rect", (0.74, 0.45, 0.88, 0.55), "yellow", "metal", 1)],
+    ),
+    "window": (
+        "wall",
+        (0.12, 0.20),
+        1.0,
+        "white",
+        "wood",
+        [
+            ("frame", "rect", (0, 0, 1, 1), "white", "wood", 1),
+            ("pane", "rect", (0.12, 0.12, 0.88, 0.88), "blue", "glass", 1),
+        ],
+    ),
+    "book": (
+        "ground",
+        (0.05, 0.08),
+        1.3,
+        "red blue green black",
+        "paper",
+        [("cover", "rect", (0, 0, 1, 1), None, None, 1)],
+    ),
 }
 # Background stuff: (colours, material or None).
-STUFF = {"sky": ("blue", None), "wall": ("white yellow pink", "paper"), "floor": ("brown grey", "tile"),
-         "road": ("grey black", "stone"), "grass": ("green", "foliage"), "water": ("blue", "water")}
+STUFF = {
+    "sky": ("blue", None),
+    "wall": ("white yellow pink", "paper"),
+    "floor": ("brown grey", "tile"),
+    "road": ("grey black", "stone"),
+    "grass": ("green", "foliage"),
+    "water": ("blue", "water"),
+}
 # Scenes in order of frequency (Zipfian): (upper stuff, lower stuff, [(object, probability, tries)]).
 SCENES = {
-    "street": ("sky", "road", [("car", .7, 2), ("bus", .3, 1), ("person", .5, 2), ("house", .5, 1), ("sign", .3, 1),
-                               ("bicycle", .2, 1), ("tree", .3, 1), ("truck", .2, 1), ("dog", .1, 1)]),
-    "kitchen": ("wall", "floor", [("table", .8, 1), ("chair", .6, 2), ("bottle", .5, 2), ("cup", .5, 2), ("clock", .1, 1),
-                                  ("window", .4, 1), ("door", .3, 1), ("cat", .1, 1)]),
-    "park": ("sky", "grass", [("tree", .8, 3), ("person", .5, 2), ("dog", .4, 1), ("bicycle", .3, 1), ("kite", .1, 1)]),
-    "living_room": ("wall", "floor", [("sofa", .8, 1), ("tv", .6, 1), ("lamp", .5, 1), ("plant", .4, 1), ("table", .3, 1),
-                                      ("cat", .2, 1), ("dog", .2, 1), ("window", .3, 1), ("book", .1, 1)]),
-    "highway": ("sky", "road", [("car", .8, 3), ("truck", .5, 2), ("bus", .2, 1), ("sign", .4, 1)]),
-    "office": ("wall", "floor", [("table", .8, 1), ("chair", .7, 2), ("tv", .6, 1), ("lamp", .4, 1), ("plant", .3, 1),
-                                 ("bottle", .2, 1), ("clock", .1, 1), ("book", .15, 1), ("person", .3, 1)]),
-    "forest": ("sky", "grass", [("tree", 1.0, 4), ("horse", .05, 1), ("dog", .1, 1)]),
-    "harbor": ("sky", "water", [("boat", .9, 2), ("airplane", .05, 1)]),
-    "airport": ("sky", "road", [("airplane", .8, 1), ("truck", .3, 1), ("bus", .3, 1), ("person", .3, 1)]),
-    "farm": ("sky", "grass", [("horse", .6, 2), ("house", .5, 1), ("tree", .4, 2), ("truck", .3, 1), ("dog", .3, 1)]),
+    "street": (
+        "sky",
+        "road",
+        [
+            ("car", 0.7, 2),
+            ("bus", 0.3, 1),
+            ("person", 0.5, 2),
+            ("house", 0.5, 1),
+            ("sign", 0.3, 1),
+            ("bicycle", 0.2, 1),
+            ("tree", 0.3, 1),
+            ("truck", 0.2, 1),
+            ("dog", 0.1, 1),
+        ],
+    ),
+    "kitchen": (
+        "wall",
+        "floor",
+        [
+            ("table", 0.8, 1),
+            ("chair", 0.6, 2),
+            ("bottle", 0.5, 2),
+            ("cup", 0.5, 2),
+            ("clock", 0.1, 1),
+            ("window", 0.4, 1),
+            ("door", 0.3, 1),
+            ("cat", 0.1, 1),
+        ],
+    ),
+    "park": (
+        "sky",
+        "grass",
+        [
+            ("tree", 0.8, 3),
+            ("person", 0.5, 2),
+            ("dog", 0.4, 1),
+            ("bicycle", 0.3, 1),
+            ("kite", 0.1, 1),
+        ],
+    ),
+    "living_room": (
+        "wall",
+        "floor",
+        [
+            ("sofa", 0.8, 1),
+            ("tv", 0.6, 1),
+            ("lamp", 0.5, 1),
+            ("plant", 0.4, 1),
+            ("table", 0.3, 1),
+            ("cat", 0.2, 1),
+            ("dog", 0.2, 1),
+            ("window", 0.3, 1),
+            ("book", 0.1, 1),
+        ],
+    ),
+    "highway": (
+        "sky",
+        "road",
+        [("car", 0.8, 3), ("truck", 0.5, 2), ("bus", 0.2, 1), ("sign", 0.4, 1)],
+    ),
+    "office": (
+        "wall",
+        "floor",
+        [
+            ("table", 0.8, 1),
+            ("chair", 0.7, 2),
+            ("tv", 0.6, 1),
+            ("lamp", 0.4, 1),
+            ("plant", 0.3, 1),
+            ("bottle", 0.2, 1),
+            ("clock", 0.1, 1),
+            ("book", 0.15, 1),
+            ("person", 0.3, 1),
+        ],
+    ),
+    "forest": ("sky", "grass", [("tree", 1.0, 4), ("horse", 0.05, 1), ("dog", 0.1, 1)]),
+    "harbor": ("sky", "water", [("boat", 0.9, 2), ("airplane", 0.05, 1)]),
+    "airport": (
+        "sky",
+        "road",
+        [("airplane", 0.8, 1), ("truck", 0.3, 1), ("bus", 0.3, 1), ("person", 0.3, 1)],
+    ),
+    "farm": (
+        "sky",
+        "grass",
+        [
+            ("horse", 0.6, 2),
+            ("house", 0.5, 1),
+            ("tree", 0.4, 2),
+            ("truck", 0.3, 1),
+            ("dog", 0.3, 1),
+        ],
+    ),
 }
 
 
@@ -165,10 +542,14 @@ SCENES = {
 class Catalogue:
     """All concepts of a synthetic set: label numbers, categories and drawing specifications."""
 
-    numbers: dict[str, int] = field(default_factory=dict)          # name -> global label number
-    categories: dict[str, list[str]] = field(default_factory=dict)  # name -> categories, primary first
+    numbers: dict[str, int] = field(default_factory=dict)  # name -> global label number
+    categories: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # name -> categories, primary first
     objects: dict = field(default_factory=lambda: dict(OBJECTS))
-    scenes: dict = field(default_factory=lambda: {k: (u, l, list(o)) for k, (u, l, o) in SCENES.items()})
+    scenes: dict = field(
+        default_factory=lambda: {k: (u, l, list(o)) for k, (u, l, o) in SCENES.items()}
+    )
     textures: dict = field(default_factory=lambda: {name: (name,) for name in TEXTURES})
 
     def add(self, name: str, category: str) -> None:
@@ -198,7 +579,7 @@ def build_catalogue(concepts: int | None = None, seed: int = 0) -> Catalogue:
     number = 1
     for category in ("color", "object", "part", "material", "scene", "texture"):
         if category == "material":
-            number = max(number, 256)   # pixel-level labels above 255: G channel in use
+            number = max(number, 256)  # pixel-level labels above 255: G channel in use
         for name, cats in cat.categories.items():
             if cats[0] == category:
                 cat.numbers[name] = number
@@ -227,20 +608,47 @@ def _extend(cat: Catalogue, concepts: int, rng: np.random.Generator) -> None:
     for k in range(n_object):
         colours = " ".join(rng.choice(names, size=2, replace=False))
         own = new_parts[k % n_part] if n_part else "body"
-        parts = [(own, str(rng.choice(shapes)), (0, 0, 1, .7), None, None, 1),
-                 (str(rng.choice(["leg", "wheel", "base", "pole"])), "rect", (.35, .7, .65, 1), "black", "rubber", 1)]
+        parts = [
+            (own, str(rng.choice(shapes)), (0, 0, 1, 0.7), None, None, 1),
+            (
+                str(rng.choice(["leg", "wheel", "base", "pole"])),
+                "rect",
+                (0.35, 0.7, 0.65, 1),
+                "black",
+                "rubber",
+                1,
+            ),
+        ]
         material = str(rng.choice(MATERIALS))
-        cat.objects[f"object_{k}"] = ("ground", (.12, .3), float(rng.uniform(.5, 1.5)), colours, material, parts)
+        cat.objects[f"object_{k}"] = (
+            "ground",
+            (0.12, 0.3),
+            float(rng.uniform(0.5, 1.5)),
+            colours,
+            material,
+            parts,
+        )
     object_names = list(cat.objects)
     for k in range(n_scene):
-        upper, lower = str(rng.choice(["sky", "wall"])), str(rng.choice(["road", "floor", "grass", "water"]))
+        upper, lower = (
+            str(rng.choice(["sky", "wall"])),
+            str(rng.choice(["road", "floor", "grass", "water"])),
+        )
         chosen = rng.choice(object_names, size=min(5, len(object_names)), replace=False)
-        cat.scenes[f"scene_{k}"] = (upper, lower, [(str(o), float(rng.uniform(.2, .8)), 1) for o in chosen])
+        cat.scenes[f"scene_{k}"] = (
+            upper,
+            lower,
+            [(str(o), float(rng.uniform(0.2, 0.8)), 1) for o in chosen],
+        )
     for k in range(n_object):  # every procedural object appears in some scene
         scene = cat.scenes[str(rng.choice(list(cat.scenes)))]
-        scene[2].append((f"object_{k}", float(rng.uniform(.1, .5)), 1))
+        scene[2].append((f"object_{k}", float(rng.uniform(0.1, 0.5)), 1))
     for k in range(n_texture):
-        cat.textures[f"texture_{k}"] = ("angled", float(rng.uniform(0, np.pi)), int(rng.integers(4, 12)))
+        cat.textures[f"texture_{k}"] = (
+            "angled",
+            float(rng.uniform(0, np.pi)),
+            int(rng.integers(4, 12)),
+        )
 
 
 @dataclass
@@ -251,11 +659,16 @@ class SyntheticImage:
     split: str
     scene: int | None
     texture: int | None
-    maps: dict[str, np.ndarray]          # plane -> (m, m) int32 global label numbers (0 = none)
-    image: np.ndarray | None = None      # (2m, 2m, 3) uint8
+    maps: dict[str, np.ndarray]  # plane -> (m, m) int32 global label numbers (0 = none)
+    image: np.ndarray | None = None  # (2m, 2m, 3) uint8
 
 
-PLANES = {"color": ("color",), "object": ("object",), "part": ("part_1", "part_2"), "material": ("material",)}
+PLANES = {
+    "color": ("color",),
+    "object": ("object",),
+    "part": ("part_1", "part_2"),
+    "material": ("material",),
+}
 
 
 def _zipf(n: int, exponent: float = 1.0) -> np.ndarray:
@@ -266,21 +679,28 @@ def _zipf(n: int, exponent: float = 1.0) -> np.ndarray:
 def _shape(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Whether normalised coordinates (u across, v down, both in [0, 1]) fall inside the shape."""
     x, y = 2 * u - 1, 2 * v - 1
-    inside = {"rect": np.ones_like(x, bool), "ellipse": x ** 2 + y ** 2 <= 1, "tri": np.abs(x) <= v,
-              "trap": np.abs(x) <= .5 + .5 * v, "itrap": np.abs(x) <= 1 - .4 * v,
-              "diamond": np.abs(x) + np.abs(y) <= 1}[shape]
+    inside = {
+        "rect": np.ones_like(x, bool),
+        "ellipse": x**2 + y**2 <= 1,
+        "tri": np.abs(x) <= v,
+        "trap": np.abs(x) <= 0.5 + 0.5 * v,
+        "itrap": np.abs(x) <= 1 - 0.4 * v,
+        "diamond": np.abs(x) + np.abs(y) <= 1,
+    }[shape]
     return inside & (u >= 0) & (u <= 1) & (v >= 0) & (v <= 1)
 
 
-def _box_mask(m: int, box: tuple[float, float, float, float]) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+def _box_mask(
+    m: int, box: tuple[float, float, float, float]
+) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
     """Pixel window of a box (x0, y0, x1, y1) in mask pixels and the normalised centre coordinates."""
     x0, y0, x1, y1 = box
     r0, r1 = max(0, int(np.floor(y0))), min(m, int(np.ceil(y1)))
     c0, c1 = max(0, int(np.floor(x0))), min(m, int(np.ceil(x1)))
     if r1 <= r0 or c1 <= c0 or x1 - x0 <= 0 or y1 - y0 <= 0:
         return None
-    v = ((np.arange(r0, r1) + .5 - y0) / (y1 - y0))[:, None]
-    u = ((np.arange(c0, c1) + .5 - x0) / (x1 - x0))[None, :]
+    v = ((np.arange(r0, r1) + 0.5 - y0) / (y1 - y0))[:, None]
+    u = ((np.arange(c0, c1) + 0.5 - x0) / (x1 - x0))[None, :]
     return (slice(r0, r1), slice(c0, c1)), u, v
 
 
@@ -290,8 +710,12 @@ def _draw_object(cat: Catalogue, maps: dict, name: str, box: tuple, colour: str)
     left, top, width, height = box
     m = maps["color"].shape[0]
     drawn = np.zeros((m, m), bool)
-    for part, shape, (bx0, by0, bx1, by1), part_colour, material, plane in sorted(spec[5], key=lambda p: p[5]):
-        window = _box_mask(m, (left + bx0 * width, top + by0 * height, left + bx1 * width, top + by1 * height))
+    for part, shape, (bx0, by0, bx1, by1), part_colour, material, plane in sorted(
+        spec[5], key=lambda p: p[5]
+    ):
+        window = _box_mask(
+            m, (left + bx0 * width, top + by0 * height, left + bx1 * width, top + by1 * height)
+        )
         if window is None:
             continue
         where, u, v = window
@@ -309,17 +733,19 @@ def _draw_object(cat: Catalogue, maps: dict, name: str, box: tuple, colour: str)
         maps["material"][where][hit] = cat.numbers[chosen] if chosen else 0
 
 
-def _place(rng: np.random.Generator, spec: tuple, m: int, horizon: int) -> tuple[float, float, float, float]:
+def _place(
+    rng: np.random.Generator, spec: tuple, m: int, horizon: int
+) -> tuple[float, float, float, float]:
     """(left, top, width, height) of an instance: grounded ones grow towards the viewer."""
     region, widths, aspect = spec[0], spec[1], spec[2]
     width = rng.uniform(*widths) * m
     if region == "ground":
-        bottom = rng.uniform(horizon + .25 * (m - horizon), m * 1.05)
-        width *= .6 + .5 * (bottom - horizon) / max(m - horizon, 1)
+        bottom = rng.uniform(horizon + 0.25 * (m - horizon), m * 1.05)
+        width *= 0.6 + 0.5 * (bottom - horizon) / max(m - horizon, 1)
         top = bottom - width * aspect
     else:
-        top = rng.uniform(.03 * m, max(.04 * m, horizon - .9 * width * aspect))
-    left = rng.uniform(-.1 * width, m - .9 * width)
+        top = rng.uniform(0.03 * m, max(0.04 * m, horizon - 0.9 * width * aspect))
+    left = rng.uniform(-0.1 * width, m - 0.9 * width)
     return left, top, width, width * aspect
 
 
@@ -327,7 +753,7 @@ def _draw_scene(cat: Catalogue, rng: np.random.Generator, maps: dict, scene: str
     """Background stuff above/below a horizon, then the scene's objects, far to near."""
     upper, lower, objects = cat.scenes[scene]
     m = maps["color"].shape[0]
-    horizon = int(m * rng.uniform(.35, .55))
+    horizon = int(m * rng.uniform(0.35, 0.55))
     for stuff, rows in ((upper, slice(0, horizon)), (lower, slice(horizon, m))):
         colours, material = STUFF[stuff]
         maps["object"][rows] = cat.numbers[stuff]
@@ -349,18 +775,24 @@ def _draw_closeup(cat: Catalogue, rng: np.random.Generator, maps: dict, name: st
     """One object filling most of the frame (as in part-annotated photographs), over its stuff."""
     spec = cat.objects[name]
     m = maps["color"].shape[0]
-    upper, lower = ("sky", "grass") if spec[0] == "sky" else (("wall", "floor") if rng.random() < .5 else ("sky", "road"))
-    horizon = int(m * rng.uniform(.4, .7))
+    upper, lower = (
+        ("sky", "grass")
+        if spec[0] == "sky"
+        else (("wall", "floor") if rng.random() < 0.5 else ("sky", "road"))
+    )
+    horizon = int(m * rng.uniform(0.4, 0.7))
     for stuff, rows in ((upper, slice(0, horizon)), (lower, slice(horizon, m))):
         colours, material = STUFF[stuff]
         maps["object"][rows] = cat.numbers[stuff]
         maps["color"][rows] = cat.numbers[str(rng.choice(colours.split()))]
         maps["material"][rows] = cat.numbers[material] if material else 0
     aspect = spec[2]
-    width = m * rng.uniform(.8, 1.3) / max(aspect, 1.0)  # the longer side: 0.8-1.3 frames (cropped)
+    width = (
+        m * rng.uniform(0.8, 1.3) / max(aspect, 1.0)
+    )  # the longer side: 0.8-1.3 frames (cropped)
     height = width * aspect
-    left = (m - width) / 2 + rng.uniform(-.15, .15) * m
-    top = (m - height) / 2 + rng.uniform(-.15, .15) * m
+    left = (m - width) / 2 + rng.uniform(-0.15, 0.15) * m
+    top = (m - height) / 2 + rng.uniform(-0.15, 0.15) * m
     _draw_object(cat, maps, name, (left, top, width, height), str(rng.choice(spec[3].split())))
 
 
@@ -372,29 +804,49 @@ def _texture_pattern(spec: tuple, m: int, rng: np.random.Generator) -> np.ndarra
         return ((x * np.cos(spec[1]) + y * np.sin(spec[1])) // (spec[2] / 2)) % 2 == 0
     if kind in ("sprinkled", "blotchy"):
         cells = 1 if kind == "sprinkled" else 4
-        field_ = rng.random((m // cells + 1, m // cells + 1)) < (.12 if cells == 1 else .5)
+        field_ = rng.random((m // cells + 1, m // cells + 1)) < (0.12 if cells == 1 else 0.5)
         return np.kron(field_, np.ones((cells, cells), bool))[:m, :m]
     r, theta = np.hypot(y - y.mean(), x - x.mean()), np.arctan2(y - y.mean(), x - x.mean())
-    return {"striped": (y // 3) % 2 == 0, "banded": (x // 5) % 2 == 0, "lined": y % 5 == 0,
-            "zigzagged": ((y + np.abs(x % 8 - 4)) // 3) % 2 == 0, "chequered": (y // 4 + x // 4) % 2 == 0,
-            "dotted": (y % 6 - 3) ** 2 + (x % 6 - 3) ** 2 <= 2, "polka-dotted": (y % 12 - 6) ** 2 + (x % 12 - 6) ** 2 <= 12,
-            "grid": (y % 6 == 0) | (x % 6 == 0), "crosshatched": ((x + y) % 6 == 0) | ((x - y) % 6 == 0),
-            "wavy": ((y + 2 * np.sin(x / 2.5)) // 3) % 2 == 0,
-            "spiralled": np.floor(r / 2.5 + 2 * theta / np.pi) % 2 == 0}[kind]
+    return {
+        "striped": (y // 3) % 2 == 0,
+        "banded": (x // 5) % 2 == 0,
+        "lined": y % 5 == 0,
+        "zigzagged": ((y + np.abs(x % 8 - 4)) // 3) % 2 == 0,
+        "chequered": (y // 4 + x // 4) % 2 == 0,
+        "dotted": (y % 6 - 3) ** 2 + (x % 6 - 3) ** 2 <= 2,
+        "polka-dotted": (y % 12 - 6) ** 2 + (x % 12 - 6) ** 2 <= 12,
+        "grid": (y % 6 == 0) | (x % 6 == 0),
+        "crosshatched": ((x + y) % 6 == 0) | ((x - y) % 6 == 0),
+        "wavy": ((y + 2 * np.sin(x / 2.5)) // 3) % 2 == 0,
+        "spiralled": np.floor(r / 2.5 + 2 * theta / np.pi) % 2 == 0,
+    }[kind]
 
 
 def _material_patterns(size: int, materials: list[str]) -> np.ndarray:
     """(1 + len(materials), size, size) luminance factors: index 0 = no material."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     noise = np.random.default_rng(1234).random((size, size)).astype(np.float32)
-    blotch = np.kron(np.random.default_rng(99).random((size // 2 + 1, size // 2 + 1)), np.ones((2, 2)))[:size, :size]
-    table = {"wood": 1 + .18 * np.sin(2 * np.pi * (x + 3 * np.sin(y / 6)) / 5), "metal": 1.1 + .12 * np.sin(2 * np.pi * y / 3),
-             "glass": 1 + .3 * ((x + y) % 8 < 2), "fabric": 1 - .18 * ((x + y) % 2), "plastic": np.full_like(x, 1.15),
-             "stone": .8 + .4 * noise, "rubber": .8 + .6 * ((x % 4 == 0) & (y % 4 == 0)), "paper": 1 - .15 * (y % 4 == 0),
-             "fur": 1 + .18 * np.sin(2 * np.pi * (x + 2 * y) / 3), "brick": 1 - .3 * ((y % 6 == 0) | ((x + 6 * ((y // 6) % 2)) % 12 == 0)),
-             "tile": 1 - .28 * ((y % 8 == 0) | (x % 8 == 0)), "skin": 1.05 + .04 * noise, "foliage": .75 + .5 * blotch,
-             "ceramic": 1.1 + .1 * np.sin(2 * np.pi * x / 10), "water": 1 + .18 * np.sin(2 * np.pi * (y + 2 * np.sin(x / 4)) / 6),
-             "leather": .9 + .2 * noise * (x % 3 == 0)}
+    blotch = np.kron(
+        np.random.default_rng(99).random((size // 2 + 1, size // 2 + 1)), np.ones((2, 2))
+    )[:size, :size]
+    table = {
+        "wood": 1 + 0.18 * np.sin(2 * np.pi * (x + 3 * np.sin(y / 6)) / 5),
+        "metal": 1.1 + 0.12 * np.sin(2 * np.pi * y / 3),
+        "glass": 1 + 0.3 * ((x + y) % 8 < 2),
+        "fabric": 1 - 0.18 * ((x + y) % 2),
+        "plastic": np.full_like(x, 1.15),
+        "stone": 0.8 + 0.4 * noise,
+        "rubber": 0.8 + 0.6 * ((x % 4 == 0) & (y % 4 == 0)),
+        "paper": 1 - 0.15 * (y % 4 == 0),
+        "fur": 1 + 0.18 * np.sin(2 * np.pi * (x + 2 * y) / 3),
+        "brick": 1 - 0.3 * ((y % 6 == 0) | ((x + 6 * ((y // 6) % 2)) % 12 == 0)),
+        "tile": 1 - 0.28 * ((y % 8 == 0) | (x % 8 == 0)),
+        "skin": 1.05 + 0.04 * noise,
+        "foliage": 0.75 + 0.5 * blotch,
+        "ceramic": 1.1 + 0.1 * np.sin(2 * np.pi * x / 10),
+        "water": 1 + 0.18 * np.sin(2 * np.pi * (y + 2 * np.sin(x / 4)) / 6),
+        "leather": 0.9 + 0.2 * noise * (x % 3 == 0),
+    }
     return np.stack([np.ones_like(x)] + [table[name] for name in materials]).astype(np.float32)
 
 
@@ -423,7 +875,7 @@ def _paint(cat: Catalogue, maps: dict, rng: np.random.Generator) -> np.ndarray:
     rgb, material_index, patterns = _lookups(cat, size)
     colour = np.repeat(np.repeat(maps["color"], 2, 0), 2, 1)
     material = np.repeat(np.repeat(material_index[maps["material"]], 2, 0), 2, 1)
-    factor = np.take_along_axis(patterns, material[None], 0)[0] * rng.uniform(.9, 1.1)
+    factor = np.take_along_axis(patterns, material[None], 0)[0] * rng.uniform(0.9, 1.1)
     image = rgb[colour] * factor[..., None] + rng.normal(0, 5, (size, size, 3))
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -448,7 +900,7 @@ def render(cat: Catalogue, seed: int, index: int, size: int, paint: bool = True)
         _draw_closeup(cat, rng, maps, names[rng.integers(len(names))])
     else:
         names = list(cat.textures)
-        name = names[rng.choice(len(names), p=_zipf(len(names), .7))]
+        name = names[rng.choice(len(names), p=_zipf(len(names), 0.7))]
         first, second = rng.choice(list(COLORS), size=2, replace=False)
         pattern = _texture_pattern(cat.textures[name], m, rng)
         maps["color"][:] = np.where(pattern, cat.numbers[str(first)], cat.numbers[str(second)])
@@ -476,7 +928,14 @@ def _write_image(folder: Path, drawn: SyntheticImage, size: int, tally: dict) ->
     """Write one image and its mask planes; count label occurrences; return its index.csv row."""
     Image.fromarray(drawn.image).save(folder / f"{drawn.name}.png", compress_level=1)
     m = size // 2
-    row = {"image": f"{drawn.name}.png", "split": drawn.split, "ih": size, "iw": size, "sh": m, "sw": m}
+    row = {
+        "image": f"{drawn.name}.png",
+        "split": drawn.split,
+        "ih": size,
+        "iw": size,
+        "sh": m,
+        "sw": m,
+    }
     for column, planes in PLANES.items():
         files = []
         for plane in planes:
@@ -507,7 +966,9 @@ def _draw_one(i: int) -> tuple[dict, dict]:
     job = _JOB
     tally: dict = defaultdict(set)
     tally["coverage"] = Counter()
-    return _write_image(job["folder"], render(job["cat"], job["seed"], i, job["size"]), job["size"], tally), tally
+    return _write_image(
+        job["folder"], render(job["cat"], job["seed"], i, job["size"]), job["size"], tally
+    ), tally
 
 
 def _merge_tally(total: dict, part: dict) -> None:
@@ -549,7 +1010,11 @@ def _write_tables(folder: Path, cat: Catalogue, tally: dict) -> None:
         labels.append([number, name, cats, len(images), coverage, ""])
         for c in cat.categories[name]:
             by_category[c].append([number, name, len(tally[(number, c)]), coverage])
-    _write_csv(folder / "label.csv", ["number", "name", "category", "frequency", "coverage", "syns"], labels)
+    _write_csv(
+        folder / "label.csv",
+        ["number", "name", "category", "frequency", "coverage", "syns"],
+        labels,
+    )
     categories = []
     for c in ("color", "object", "part", "material", "scene", "texture"):
         rows = [[code, *row] for code, row in enumerate(by_category[c], start=1)]
@@ -559,18 +1024,36 @@ def _write_tables(folder: Path, cat: Catalogue, tally: dict) -> None:
     _write_csv(folder / "category.csv", ["name", "first", "last", "count", "frequency"], categories)
 
 
-def generate_synthetic(out: str | Path, images: int = 2000, size: int = 128, seed: int = 0,
-                       concepts: int | None = None, progress: bool = True) -> Path:
+def generate_synthetic(
+    out: str | Path,
+    images: int = 2000,
+    size: int = 128,
+    seed: int = 0,
+    concepts: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Write the synthetic set to `out` (built in a temporary folder, renamed when complete).
 
     An existing complete set with the same parameters is reused; one with other parameters is
     an error (choose another `out`)."""
     out = Path(out)
-    params = {"images": int(images), "size": int(size), "seed": int(seed), "concepts": concepts, "version": VERSION}
+    params = {
+        "images": int(images),
+        "size": int(size),
+        "seed": int(seed),
+        "concepts": concepts,
+        "version": VERSION,
+    }
     if (out / "index.csv").is_file():
-        found = json.loads((out / "synthetic.json").read_text()) if (out / "synthetic.json").is_file() else None
+        found = (
+            json.loads((out / "synthetic.json").read_text())
+            if (out / "synthetic.json").is_file()
+            else None
+        )
         if found is not None and {k: found.get(k) for k in params} != params:
-            raise ValueError(f"{out}: holds a synthetic set with {found}, not {params}; choose another directory")
+            raise ValueError(
+                f"{out}: holds a synthetic set with {found}, not {params}; choose another directory"
+            )
         return out
     cat = build_catalogue(concepts, seed)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -580,13 +1063,31 @@ def generate_synthetic(out: str | Path, images: int = 2000, size: int = 128, see
     tally["coverage"] = Counter()
     try:
         rows = []
-        for row, counts in tqdm(_drawn_images(tmp / "images", cat, seed, images, size), total=images,
-                                desc="synthetic images", disable=not progress, mininterval=1):
+        for row, counts in tqdm(
+            _drawn_images(tmp / "images", cat, seed, images, size),
+            total=images,
+            desc="synthetic images",
+            disable=not progress,
+            mininterval=1,
+        ):
             rows.append(row)
             _merge_tally(tally, counts)
         _write_tables(tmp, cat, tally)
         (tmp / "synthetic.json").write_text(json.dumps(params, indent=1))
-        header = ["image", "split", "ih", "iw", "sh", "sw", "color", "object", "part", "material", "scene", "texture"]
+        header = [
+            "image",
+            "split",
+            "ih",
+            "iw",
+            "sh",
+            "sw",
+            "color",
+            "object",
+            "part",
+            "material",
+            "scene",
+            "texture",
+        ]
         _write_csv(tmp / "index.csv", header, [[row[k] for k in header] for row in rows])
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, out)
@@ -602,7 +1103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--size", type=int, default=128, help="image size in pixels (masks: half)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--concepts", type=int, default=None, help="add procedural concepts up to this many labels")
+    parser.add_argument(
+        "--concepts", type=int, default=None, help="add procedural concepts up to this many labels"
+    )
     args = parser.parse_args(argv)
     try:
         path = generate_synthetic(args.out, args.images, args.size, args.seed, args.concepts)
