@@ -5,7 +5,7 @@ masks) and, per layer, the planted network at Caffe AlexNet's shape for that lay
 K=96, conv2 27×27 K=256, conv3/conv4 13×13 K=384, conv5 13×13 K=256). Per layer the study runs,
 through the pipeline's own ``train(cfg)``: segmentation (single-filter pass, all-filter probe;
 conv5 adds the paper's 11 top-F heads), classification (F = 1 everywhere, the paper's 16-value F
-list on conv3–conv5) and, where the task is configured, the NetDissect tally. Stores are built
+list on conv3–conv5) and the NetDissect tally. Stores are built
 once, before the timed runs (their time is reported separately); probe caches are cleared so
 every probe trains.
 
@@ -37,15 +37,14 @@ CLS_F = [1, 2, 3, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 80, 100, 128]
 
 
 def jobs(layers: list[str]) -> list[tuple[str, str, list[int]]]:
-    """(layer, task, F list) of the paper's study; netdissect where its config exists."""
+    """(layer, task, F list) of the paper's study, with the NetDissect tally per layer."""
     out = []
     for layer in layers:
         filters = ALEXNET[layer][1]
         out.append((layer, "seg", [f for f in SEG_F if f <= filters] if layer == "conv5" else []))
         deep = layer in ("conv3", "conv4", "conv5")
         out.append((layer, "cls", [f for f in CLS_F if f <= filters] if deep else [1]))
-        if (ROOT / "conf" / "task" / "netdissect.yaml").is_file():
-            out.append((layer, "netdissect", []))
+        out.append((layer, "netdissect", []))
     return out
 
 
