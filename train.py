@@ -10,11 +10,11 @@ from net2vec.cli import one_line_errors, run
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from net2vec.config import check_config
+    from net2vec.run.config import check_config
 
     with one_line_errors():
         check_config(cfg)  # bad values fail here, before torch is imported
-        from net2vec.pipeline import train
+        from net2vec.run.pipeline import train
 
         train(cfg)
 

@@ -1,4 +1,4 @@
-"""Cost of the statistics stage (net2vec.statistics) at BRODEN-like scale, on simulated evidence.
+"""Cost of the statistics stage (net2vec.statistics.scores) at BRODEN-like scale, on simulated evidence.
 
 1,000 segmentation concepts, N validation images, about P validation pairs, scores for the single
 filter, all filters and 11 top-F heads (13 scores, 26 sparse count matrices); B bootstrap
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from common import Clock, emit, machine, parser, setup
 
-from net2vec.outputs import ProbeOutcome
-from net2vec.statistics import Statistics
+from net2vec.probes.outcome import ProbeOutcome
+from net2vec.statistics.scores import Statistics
 
 SUBSETS = (1, 2, 4, 8, 16, 32, 64, 128, 160, 192, 224)
 

@@ -57,7 +57,7 @@ def main() -> None:
     shutil.rmtree(Path(cfg.paths.cache_dir) / "probes", ignore_errors=True)  # train, do not load
     shutil.rmtree(cfg.paths.output_dir, ignore_errors=True)  # no checkpoint to resume
 
-    from net2vec.pipeline import train
+    from net2vec.run.pipeline import train
 
     timings = train(cfg)["timings_s"]
     seg = int(concepts.pixel_level.sum())

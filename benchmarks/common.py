@@ -96,7 +96,7 @@ def synthetic_overrides(images: int, size: int, concepts: int | None) -> list[st
 def planted_stores(cfg):
     """(concept store, activation store) of `cfg` through the pipeline's own cached builders."""
     from net2vec.data.concept_store import prepare_concept_store
-    from net2vec.pipeline import ensure_dataset, prepare_activation_store
+    from net2vec.run.pipeline import ensure_dataset, prepare_activation_store
 
     root = ensure_dataset(cfg.data)
     concepts = prepare_concept_store(root, Path(cfg.paths.cache_dir), progress=False)

@@ -46,7 +46,7 @@ def bare_passes(cfg, concepts, batch_size: int) -> tuple[float, float]:
 
 def layer_passes(cfg, concepts, layers: list[str]) -> tuple[float, float]:
     """(seconds for the stores of `layers` in one pass, seconds with one pass per layer)."""
-    from net2vec.pipeline import prepare_activation_store
+    from net2vec.run.pipeline import prepare_activation_store
 
     activations = Path(cfg.paths.cache_dir) / "activations"
     shutil.rmtree(activations, ignore_errors=True)
@@ -81,7 +81,7 @@ def main() -> None:
     ]
     cfg = compose(args.work, *overrides)
     from net2vec.data.concept_store import prepare_concept_store
-    from net2vec.pipeline import ensure_dataset, prepare_activation_store
+    from net2vec.run.pipeline import ensure_dataset, prepare_activation_store
 
     concepts = prepare_concept_store(
         ensure_dataset(cfg.data), Path(cfg.paths.cache_dir), progress=False

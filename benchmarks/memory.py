@@ -40,8 +40,8 @@ def child(args) -> None:
     import pytorch_lightning as pl
     import torch
 
+    from net2vec.common.memory import return_large_buffers_to_os
     from net2vec.data.datamodules import SegmentationDataModule
-    from net2vec.memory import return_large_buffers_to_os
     from net2vec.probes.segmentation import SegmentationProbe
 
     return_large_buffers_to_os()  # as train(cfg) does

@@ -95,7 +95,7 @@ def main() -> None:
         else (["conv3", "conv4", "conv5"] if args.small else list(ALEXNET))
     )
     work = Path(args.work)
-    from net2vec.pipeline import train  # after setup(): keeps --help fast
+    from net2vec.run.pipeline import train  # after setup(): keeps --help fast
 
     stores_s, runs = 0.0, {}
     for layer, task, subsets in jobs(layers):

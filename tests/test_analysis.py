@@ -1,6 +1,6 @@
 """evaluate.py's analyses on fabricated runs with planted structure, checked against brute force.
 
-Runs are written by net2vec.outputs.write_outputs from synthetic arrays: grass + blue-c - green-c
+Runs are written by net2vec.run.outputs.write_outputs from synthetic arrays: grass + blue-c - green-c
 is planted to equal sky; wheel, tyre and car share filters 3 and 7 (their best single filter is 3);
 filter_scores/val follow max(w, 0) for half of the concepts.
 """
@@ -15,7 +15,8 @@ import pytest
 from scipy import stats
 
 from net2vec import analysis
-from net2vec.outputs import ProbeOutcome, write_outputs
+from net2vec.probes.outcome import ProbeOutcome
+from net2vec.run.outputs import write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 16

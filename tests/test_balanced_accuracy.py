@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from net2vec.metrics import BalancedAccuracy, balanced_accuracy
+from net2vec.statistics import BalancedAccuracy, balanced_accuracy
 
 
 def brute_force(pred: np.ndarray, labels: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from net2vec.metrics import bootstrap as bs
-from net2vec.metrics.accuracy import balanced_accuracy
+from net2vec.statistics import bootstrap as bs
+from net2vec.statistics.accuracy import balanced_accuracy
 
 
 def sparse_pairs(rng, num_images, num_concepts, density=0.3):

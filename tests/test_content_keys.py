@@ -17,12 +17,12 @@ import pytest
 from conftest import compose_config, store_config
 from PIL import Image
 
-from net2vec.cache import Artifact, atomic_path, cached_build, read_record
+from net2vec.common.cache import Artifact, atomic_path, cached_build, read_record
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.fingerprint import dataset_fingerprint
 from net2vec.data.synthetic import generate_synthetic
 from net2vec.features.synthnet import SynthNet, ensure_synthnet, load_synthnet
-from net2vec.pipeline import prepare_activation_store, train
+from net2vec.run.pipeline import prepare_activation_store, train
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_zeroing_a_mask_in_place_changes_the_rerun_results(dataset, tmp_path, ca
         for name in filter(None, row["object"].split(";")):
             path = dataset / "images" / name
             Image.fromarray(np.zeros_like(np.asarray(Image.open(path)))).save(path)
-    with caplog.at_level(logging.INFO, logger="net2vec.cache"):
+    with caplog.at_level(logging.INFO, logger="net2vec.common.cache"):
         second = train(compose_config(tmp_path / "b", *common, cache=tmp_path / "cache"))
     assert second["stores"] != first["stores"]
     assert "concept store: building" in messages(caplog) and "changed since" in messages(caplog)
@@ -74,7 +74,7 @@ def test_renaming_a_concept_in_label_csv_rebuilds_the_concept_store(dataset, tmp
     old = str(first.names[0])
     text = (dataset / "label.csv").read_text()
     (dataset / "label.csv").write_text(text.replace(f",{old},", f",{old}-renamed,", 1))
-    with caplog.at_level(logging.INFO, logger="net2vec.cache"):
+    with caplog.at_level(logging.INFO, logger="net2vec.common.cache"):
         second = prepare_concept_store(dataset, tmp_path / "cache", progress=False)
     assert second.path != first.path and str(second.names[0]) == f"{old}-renamed"
     assert "changed since" in messages(caplog) and "label.csv" in messages(caplog)
@@ -88,7 +88,7 @@ def test_inverting_the_images_in_place_rebuilds_the_activation_store(dataset, tm
     for name in concepts.images:
         path = dataset / "images" / name
         Image.fromarray(255 - np.asarray(Image.open(path).convert("RGB"))).save(path)
-    with caplog.at_level(logging.INFO, logger="net2vec.cache"):
+    with caplog.at_level(logging.INFO, logger="net2vec.common.cache"):
         concepts = prepare_concept_store(dataset, tmp_path / "cache", progress=False)
         second = prepare_activation_store(cfg, concepts)
     assert second.path != first.path and "images" in messages(caplog)
@@ -123,7 +123,7 @@ def test_a_corrupt_cached_synthnet_is_retrained(dataset, tmp_path, caplog):
     path = ensure_synthnet(dataset, tmp_path / "cache", seed=0, epochs=1)
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])
-    with caplog.at_level(logging.INFO, logger="net2vec.cache"):
+    with caplog.at_level(logging.INFO, logger="net2vec.common.cache"):
         again = ensure_synthnet(dataset, tmp_path / "cache", seed=0, epochs=1)
     assert (
         again == path and "unreadable" in messages(caplog) and "synthnet: built" in messages(caplog)
@@ -152,12 +152,12 @@ def test_a_record_with_another_key_is_rebuilt_and_names_the_difference(tmp_path,
     assert cached_build(a, lambda t: build(t, 1.0), load, "thing") == 1.0
     assert cached_build(a, lambda t: build(t, 9.0), load, "thing") == 1.0 and built == [1.0]
     b = Artifact(tmp_path, "thing", ".h5", {"data": "2", "tau": 0.005})
-    with caplog.at_level(logging.INFO, logger="net2vec.cache"):
+    with caplog.at_level(logging.INFO, logger="net2vec.common.cache"):
         assert cached_build(b, lambda t: build(t, 2.0), load, "thing") == 2.0
     assert f"changed since {a.path.name}: data" in messages(caplog)
     shutil.copy(a.path, b.path)  # a file whose record is not its name's
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="net2vec.cache"):
+    with caplog.at_level(logging.INFO, logger="net2vec.common.cache"):
         assert cached_build(b, lambda t: build(t, 3.0), load, "thing") == 3.0
     assert "inputs differ: data" in messages(caplog)
 

@@ -18,7 +18,7 @@ from net2vec.data.broden import BrodenDataset
 from net2vec.data.broden_writer import stack_planes, val_names
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.convert import main as convert
-from net2vec.pipeline import train
+from net2vec.run.pipeline import train
 
 SIZE, MASK = 64, 32  # fixture images are SIZE x SIZE; converted masks MASK x MASK
 CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 9, "name": "sky"}]

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from net2vec.data.broden import DatasetError
 from net2vec.data.download import DownloadError, download_broden, main
-from net2vec.pipeline import ensure_dataset
+from net2vec.run.pipeline import ensure_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 

@@ -28,7 +28,7 @@ from net2vec.experiments.alignment import (
 )
 from net2vec.experiments.common import dissect
 from net2vec.experiments.robustness import parse, patch_index, robustness_test, shuffle_patches
-from net2vec.pipeline import ensure_dataset, prepare_activation_store
+from net2vec.run.pipeline import ensure_dataset, prepare_activation_store
 
 
 def experiments_config(workdir: Path, *overrides: str):

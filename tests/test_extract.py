@@ -19,7 +19,7 @@ from net2vec.features import extract
 from net2vec.features import store as store_module
 from net2vec.features.extract import ProbeImages, normalise
 from net2vec.features.store import ActivationStore
-from net2vec.pipeline import prepare_activation_store
+from net2vec.run.pipeline import prepare_activation_store
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
 

@@ -29,19 +29,20 @@ from omegaconf import OmegaConf
 from net2vec.analysis import evaluate
 from net2vec.analysis.dissection_report import load_dissection
 from net2vec.cli import check_choices
-from net2vec.config import ConfigError, check_config
+from net2vec.common.errors import ConfigError
 from net2vec.data.concept_store import ConceptStore
 from net2vec.data.datamodules import ClassificationDataModule, EpochShuffle
-from net2vec.loggers import MonotonicSteps
-from net2vec.pipeline import train
 from net2vec.probes.segmentation import init_weights
-from net2vec.run_identity import (
+from net2vec.run.config import check_config
+from net2vec.run.identity import (
     flat_config,
     group_name,
     report_identity,
     run_identity,
     swept_keys,
 )
+from net2vec.run.loggers import MonotonicSteps
+from net2vec.run.pipeline import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -428,7 +429,7 @@ def test_log_images_takes_figures_arrays_pil_images_and_files(tmp_path):
     from matplotlib import pyplot as plt
     from PIL import Image
 
-    from net2vec.wandb_media import log_images
+    from net2vec.run.wandb_media import log_images
 
     logged = []
     run = SimpleNamespace(log=logged.append)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchmetrics.classification import MultilabelJaccardIndex
 
-from net2vec.metrics import PerImageIoU, SetIoU, per_image_iou, set_iou
+from net2vec.statistics import PerImageIoU, SetIoU, per_image_iou, set_iou
 
 
 def random_pairs(seed=0, pairs=57, concepts=6, size=(9, 11)):

@@ -13,7 +13,7 @@ from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic
 from net2vec.features.store import ActivationStore
 from net2vec.features.synthnet import SynthNetNetwork
-from net2vec.pipeline import prepare_activation_store
+from net2vec.run.pipeline import prepare_activation_store
 
 LAYERS = ["conv1", "conv3", "conv5"]
 IMAGES, BATCH = 20, 10  # store_config extracts in batches of 10

@@ -21,7 +21,6 @@ from PIL import Image
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.datamodules import SegmentationDataModule
 from net2vec.data.synthetic import generate_synthetic
-from net2vec.pipeline import train
 from net2vec.probes.netdissect import (
     DissectionLabels,
     dissect_layer,
@@ -32,6 +31,7 @@ from net2vec.probes.netdissect import (
 )
 from net2vec.probes.single_filter import CHUNK_BYTES
 from net2vec.probes.unit_null import unit_null
+from net2vec.run.pipeline import train
 
 
 def bilinear_numpy(z: np.ndarray, size: tuple[int, int]) -> np.ndarray:

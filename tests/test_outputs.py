@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from net2vec.config import ConfigError, check_config, check_subsets
-from net2vec.outputs import ProbeOutcome, write_outputs
+from net2vec.common.errors import ConfigError
+from net2vec.probes.outcome import ProbeOutcome
+from net2vec.probes.subsets import check_subsets
+from net2vec.run.config import check_config
+from net2vec.run.outputs import write_outputs
 
 
 def make_outcome(task: str, rng: np.random.Generator) -> ProbeOutcome:

@@ -12,9 +12,9 @@ import pytest
 from conftest import CONF, compose_config
 from hydra import compose, initialize_config_dir
 
-from net2vec.config import ConfigError
-from net2vec.pipeline import train
+from net2vec.common.errors import ConfigError
 from net2vec.probes.fitting import Fitter
+from net2vec.run.pipeline import train
 
 NETWORKS = ["alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "synthnet", "planted"]
 
@@ -99,7 +99,7 @@ def test_a_rerun_reuses_the_cached_all_filter_probe(tmp_path, shared_cache, monk
             fits.append(name) or real_fit(self, module, dm, name, **kw)
         ),
     )
-    with caplog.at_level(logging.INFO, logger="net2vec.cache"):
+    with caplog.at_level(logging.INFO, logger="net2vec.common.cache"):
         second = train(
             compose_config(
                 tmp_path / "b", *common, "probe.subsets=[2]", cache=shared_cache / "cache"

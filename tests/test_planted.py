@@ -10,7 +10,7 @@ from test_thresholds import sort_threshold
 
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic
-from net2vec.pipeline import prepare_activation_store
+from net2vec.run.pipeline import prepare_activation_store
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "network"
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import compose_config
 
 from net2vec.data.concept_store import ConceptStore
-from net2vec.pipeline import train
+from net2vec.run.pipeline import train
 
 EXACT = ["network=planted", "network.noise=0", "logger=none"]
 

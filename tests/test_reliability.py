@@ -26,7 +26,7 @@ from conftest import compose_config
 
 from net2vec.data.concept_store import ConceptStore, prepare_concept_store, store_path
 from net2vec.features.store import ActivationStore
-from net2vec.pipeline import ensure_dataset, prepare_activation_store, train
+from net2vec.run.pipeline import ensure_dataset, prepare_activation_store, train
 
 TESTS = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -90,7 +90,7 @@ elif stop == "probe":
     SegmentationProbe.training_step = training_step
 cfg = compose_config(Path(spec["workdir"]), *spec["overrides"], cache=Path(spec["cache"]))
 if spec["mode"] == "train":
-    from net2vec.pipeline import train
+    from net2vec.run.pipeline import train
     train(cfg)
 else:
     import net2vec.data.concept_store as cs, net2vec.data.synthetic as syn, net2vec.features.planted as pl
@@ -99,8 +99,8 @@ else:
     barrier = Path(spec["barrier"]); (barrier / f"ready-{os.getpid()}").touch()
     while len(list(barrier.glob("ready-*"))) < spec["parties"]:
         time.sleep(0.05)
-    from net2vec.pipeline import ensure_dataset
-    from net2vec.pipeline import prepare_activation_store
+    from net2vec.run.pipeline import ensure_dataset
+    from net2vec.run.pipeline import prepare_activation_store
     root = ensure_dataset(cfg.data)
     concepts = cs.prepare_concept_store(root, cfg.paths.cache_dir, progress=False)
     acts = prepare_activation_store(cfg, concepts)

@@ -14,7 +14,7 @@ from net2vec.analysis.concept_images import decile_pairs, fig8_image, prediction
 from net2vec.analysis.dissection_report import dissection_images, load_dissection
 from net2vec.analysis.images import StoredImages, outline
 from net2vec.analysis.runs import load_run
-from net2vec.pipeline import train
+from net2vec.run.pipeline import train
 
 
 def test_outline_is_the_border_of_the_mask():

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import compose_config
 
-from net2vec.metrics.accuracy import balanced_accuracy
-from net2vec.outputs import format_summary_table
-from net2vec.pipeline import train
-from net2vec.statistics import Statistics
+from net2vec.run.outputs import format_summary_table
+from net2vec.run.pipeline import train
+from net2vec.statistics.accuracy import balanced_accuracy
+from net2vec.statistics.scores import Statistics
 
 
 @pytest.fixture

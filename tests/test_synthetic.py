@@ -18,7 +18,7 @@ from net2vec.data.synthetic import (
     ground_truth,
     main,
 )
-from net2vec.pipeline import ensure_dataset
+from net2vec.run.pipeline import ensure_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 

@@ -8,8 +8,9 @@ import pytest
 from net2vec import analysis
 from net2vec.analysis import uncertainty
 from net2vec.analysis.figures import error_bars
-from net2vec.outputs import ProbeOutcome, write_outputs
-from net2vec.statistics import Statistics
+from net2vec.probes.outcome import ProbeOutcome
+from net2vec.run.outputs import write_outputs
+from net2vec.statistics.scores import Statistics
 
 NAMES = ["sky", "grass", "wheel", "red", "wood", "car"]
 CATEGORIES = ["object", "material", "part", "color", "material", "object"]

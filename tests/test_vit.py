@@ -23,7 +23,7 @@ from net2vec.features.timm_network import TimmNetwork
 from net2vec.features.tokens import spatial_maps
 from net2vec.layers import layer_table
 from net2vec.layers import main as layers_main
-from net2vec.pipeline import train
+from net2vec.run.pipeline import train
 
 TINY_VIT = {"depth": 2}  # timm vit_tiny_patch16_224 with two blocks
 

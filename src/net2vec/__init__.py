@@ -16,7 +16,7 @@ import importlib
 
 __version__ = "0.1.0"
 _PUBLIC = {
-    "train": "net2vec.pipeline",
+    "train": "net2vec.run.pipeline",
     "TorchvisionNetwork": "net2vec.features.networks",
     "SynthNetNetwork": "net2vec.features.synthnet",
     "TimmNetwork": "net2vec.features.timm_network",
@@ -31,8 +31,8 @@ _PUBLIC = {
     "ClassificationTask": "net2vec.probes.tasks",
     "SegmentationProbe": "net2vec.probes.segmentation",
     "ClassificationProbe": "net2vec.probes.classification",
-    "SetIoU": "net2vec.metrics.iou",
-    "BalancedAccuracy": "net2vec.metrics.accuracy",
+    "SetIoU": "net2vec.statistics.iou",
+    "BalancedAccuracy": "net2vec.statistics.accuracy",
     "evaluate": "net2vec.analysis",
 }
 __all__ = ["__version__", *_PUBLIC]

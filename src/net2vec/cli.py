@@ -1,10 +1,8 @@
 """What the command-line entry points share: a bad value ends the command with one line.
 
-``train.py`` and ``evaluate.py`` run their task inside :func:`one_line_errors`: a ``ValueError``
-raised by net2vec's own code (``ConfigError``, ``NetworkError``, ``DatasetError`` …, whose messages
-name the bad value and the valid choices) prints ``error: <message>`` on stderr and exits with
-status 2, without a traceback. Errors raised inside other libraries keep their traceback, and
-``HYDRA_FULL_ERROR=1`` (Hydra's own switch) keeps it for every error.
+``train.py``, ``evaluate.py`` and ``experiments.py`` run their task inside
+:func:`~net2vec.common.errors.one_line_errors` (a net2vec ``ValueError`` becomes one ``error:``
+line and exit status 2; ``HYDRA_FULL_ERROR=1`` keeps the traceback).
 
 :func:`run` also checks, before Hydra composes, that every plain ``group=option`` override
 (``network=nope``, ``task=seg,cls``) names an option of a config group under ``conf/``, so an unknown
@@ -13,38 +11,15 @@ option is one line listing the valid ones too (Hydra's own message spans a dozen
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from net2vec.config import ConfigError
+from net2vec.common.errors import ConfigError, one_line_errors
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-EXIT_BAD_VALUE = 2
-
-
-def raised_by_net2vec(error: BaseException) -> bool:
-    """True when the innermost frame of the error's traceback lies in the net2vec package."""
-    frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR)
-
-
-@contextlib.contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Turn net2vec's ValueErrors inside the block into ``error: …`` on stderr and exit status 2."""
-    try:
-        yield
-    except ValueError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not raised_by_net2vec(error):
-            raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_BAD_VALUE)
-
+__all__ = ["check_choices", "one_line_errors", "run"]
 
 CHOICE = re.compile(
     r"([A-Za-z_]\w*)=([\w.-]+(?:,[\w.-]+)*)"

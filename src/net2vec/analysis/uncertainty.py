@@ -1,6 +1,6 @@
 """Uncertainty over runs: significance counts, scores against their nulls, seed-to-seed spread.
 
-Reads what ``net2vec.statistics`` wrote: the ``<score>_lo``/``_hi``, ``p_all_gt_single``,
+Reads what ``net2vec.statistics.scores`` wrote: the ``<score>_lo``/``_hi``, ``p_all_gt_single``,
 ``null_<metric>_val`` and ``p_null`` columns of results.csv and the ``statistics`` block of
 summary.json. Runs that differ only in ``seed`` (``python train.py -m seed=0,1,2``) are summarised
 as mean ± sd over seeds per concept and per category, beside the bootstrap intervals.

@@ -49,7 +49,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from net2vec.cache import COMPLETE_ATTR, Artifact, cached_build, fingerprint_file
+from net2vec.common.cache import COMPLETE_ATTR, Artifact, cached_build, fingerprint_file
 from net2vec.data.broden import (
     IMAGE_COLUMNS,
     PIXEL_COLUMNS,

@@ -23,7 +23,7 @@ import itertools
 import sys
 from pathlib import Path
 
-from net2vec.cli import one_line_errors
+from net2vec.common.errors import one_line_errors
 from net2vec.data.broden import DatasetError
 from net2vec.data.broden_writer import LabelTable, read_image_labels, split_argument, write_broden
 from net2vec.data.coco import coco_images

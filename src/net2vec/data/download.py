@@ -29,8 +29,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from net2vec.cache import fingerprint_file, remove_dead_temporaries
-from net2vec.cli import EXIT_BAD_VALUE
+from net2vec.common.cache import fingerprint_file, remove_dead_temporaries
+from net2vec.common.errors import EXIT_BAD_VALUE
 from net2vec.data.broden import BrodenDataset, DatasetError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from net2vec.cache import fingerprint_file
+from net2vec.common.cache import fingerprint_file
 from net2vec.data.broden import PIXEL_COLUMNS, DatasetError, read_csv, split_cell
 
 VERIFY = ("stat", "hash")

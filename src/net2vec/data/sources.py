@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from net2vec.cache import file_lock
+from net2vec.common.cache import file_lock
 from net2vec.data.broden import DatasetError
 from net2vec.data.download import BASE_URL, download_broden
 from net2vec.data.synthetic import generate_synthetic

@@ -26,7 +26,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from net2vec.config import check_config
 from net2vec.data.datamodules import SegmentationDataModule
 from net2vec.experiments.ablation import ablation_test, run_ablation
 from net2vec.experiments.alignment import (
@@ -48,7 +47,8 @@ from net2vec.experiments.common import (
 from net2vec.experiments.context import ExperimentContext
 from net2vec.experiments.robustness import perturbed_store, robustness_test, run_robustness
 from net2vec.experiments.summaries import layer_summaries, run_summaries
-from net2vec.pipeline import prepare_activation_store, prepare_stores, run_dir_of
+from net2vec.run.config import check_config
+from net2vec.run.pipeline import prepare_activation_store, prepare_stores, run_dir_of
 
 log = logging.getLogger(__name__)
 EXPERIMENTS = ("alignment", "robustness", "ablation", "summaries")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from net2vec.cache import fingerprint_json
+from net2vec.common.cache import fingerprint_json
 from net2vec.features.hooks import NetworkError
 from net2vec.features.networks import (
     TorchvisionNetwork,

@@ -30,7 +30,7 @@ import torchvision
 from safetensors.torch import load_file
 from torch import nn
 
-from net2vec.cache import fingerprint_file
+from net2vec.common.cache import fingerprint_file
 from net2vec.features.extract import IMAGENET_MEAN, IMAGENET_STD, extracted_store
 from net2vec.features.hooks import NetworkError
 from net2vec.features.tokens import image_hw, spatial_maps

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import torch
 
-from net2vec.cache import COMPLETE_ATTR, Artifact, cached_build
+from net2vec.common.cache import COMPLETE_ATTR, Artifact, cached_build
 from net2vec.features.thresholds import TopQuantile
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from net2vec.cache import Artifact, atomic_path, cached_build
+from net2vec.common.cache import Artifact, atomic_path, cached_build
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.features.hooks import NetworkError
 from net2vec.features.networks import TorchvisionNetwork, file_key, is_random, load_state_file

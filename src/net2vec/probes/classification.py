@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from net2vec.metrics.accuracy import BalancedAccuracy
 from net2vec.probes.base import ConceptProbe
+from net2vec.statistics.accuracy import BalancedAccuracy
 
 BALANCES = ("weight", "resample")
 

@@ -27,8 +27,8 @@ import h5py
 import numpy as np
 import torch
 
-from net2vec.cache import atomic_path
-from net2vec.outputs import package_versions
+from net2vec.common.cache import atomic_path
+from net2vec.common.versions import package_versions
 from net2vec.probes.netdissect import (
     DETECTOR_IOU,
     NetDissectResult,

@@ -1,4 +1,4 @@
-"""Per-image evidence behind a run's validation scores, for intervals and nulls (net2vec.statistics).
+"""Per-image evidence behind a run's validation scores, for intervals and nulls (net2vec.statistics.scores).
 
 Every validation score is a sum over images, so keeping the per-image terms lets the bootstrap
 redraw the images without touching the probes again:
@@ -19,8 +19,8 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from net2vec.metrics.iou import pair_counts
 from net2vec.probes.upsample import binarise, upsample
+from net2vec.statistics.iou import pair_counts
 
 NULL_SCORES = ("single_iou_val", "iou_val")  # the scores whose predicted masks are kept
 

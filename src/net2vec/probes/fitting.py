@@ -29,7 +29,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from safetensors.torch import load_file, save_file
 
-from net2vec.cache import Artifact, cached_build, fingerprint_json
+from net2vec.common.cache import Artifact, cached_build, fingerprint_json
 
 log = logging.getLogger(__name__)
 

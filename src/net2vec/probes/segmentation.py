@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from net2vec.metrics.iou import PerImageIoU, SetIoU, ratio
 from net2vec.probes.base import ConceptProbe, init_weights  # noqa: F401  (init_weights: public here too)
 from net2vec.probes.decision import DECISIONS, ThresholdSearch
 from net2vec.probes.single_filter import pair_slots
 from net2vec.probes.upsample import upsampling_matrices
+from net2vec.statistics.iou import PerImageIoU, SetIoU, ratio
 
 LOSSES = ("paper", "bce", "soft_iou")
 HEADS = ("linear", "mlp")

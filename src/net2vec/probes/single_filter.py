@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from net2vec.metrics.iou import per_image_iou, ratio
 from net2vec.probes.upsample import binarise, upsample
+from net2vec.statistics.iou import per_image_iou, ratio
 
 log = logging.getLogger(__name__)
 

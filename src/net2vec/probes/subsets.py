@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from net2vec.common.errors import ConfigError
+
 
 class SubsetError(ValueError):
     """A subset size outside 1..K."""
@@ -35,3 +37,13 @@ def subset_masks(weights: np.ndarray | torch.Tensor, subsets: list[int]) -> torc
     for head, size in enumerate(subsets, start=1):
         mask[head][rows, torch.from_numpy(top_filters(weights_t, int(size)))] = 1.0
     return mask
+
+
+def check_subsets(subsets: list[int], num_filters: int) -> list[int]:
+    """Subset sizes, sorted and deduplicated, each within 1..K of the layer."""
+    for size in subsets:
+        if size > num_filters:
+            raise ConfigError(
+                f"probe.subsets contains F={size}, but the layer has only K={num_filters} filters"
+            )
+    return sorted(set(int(size) for size in subsets))

@@ -5,7 +5,7 @@ factories (Hydra ``_partial_``): ``datamodule(concepts, activations)`` and ``mod
 num_filters, …, mask=, subsets=, all_filters_head=)``. :meth:`ProbeTask.run` is the skeleton both
 tasks share (docs/method.md §3–5): build the data, score the single filter, fit the all-filter
 probe (cached), then every top-F subset at once (one head per F, masks from the all-filter |w|),
-and gather a :class:`net2vec.outputs.ProbeOutcome`. Subclasses fill in the steps that differ.
+and gather a :class:`net2vec.run.outputs.ProbeOutcome`. Subclasses fill in the steps that differ.
 A new task is one subclass (or any class with ``name``, ``metric`` and ``run``) and one yaml file.
 """
 
@@ -16,12 +16,11 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from net2vec.config import check_subsets
-from net2vec.outputs import ProbeOutcome
 from net2vec.probes.evidence import cls_evidence, per_image_iou, restrict_pairs, seg_evidence
 from net2vec.probes.fitting import Fitter
+from net2vec.probes.outcome import ProbeOutcome
 from net2vec.probes.single_filter import single_filter_seg
-from net2vec.probes.subsets import subset_masks, top_filters
+from net2vec.probes.subsets import check_subsets, subset_masks, top_filters
 
 
 class ProbeTask:

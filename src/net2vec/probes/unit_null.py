@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from net2vec.metrics import bootstrap as bs
 from net2vec.probes.netdissect import (
     DissectionLabels,
     NetDissectResult,
@@ -32,6 +31,7 @@ from net2vec.probes.netdissect import (
 )
 from net2vec.probes.single_filter import CHUNK_BYTES
 from net2vec.probes.upsample import upsample
+from net2vec.statistics import bootstrap as bs
 
 
 @dataclass

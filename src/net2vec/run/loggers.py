@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from net2vec import wandb_media
-from net2vec.run_identity import RunIdentity
+from net2vec.run import wandb_media
+from net2vec.run.identity import RunIdentity
 
 log = logging.getLogger(__name__)
 

@@ -112,7 +112,7 @@ def read_record(path: str | os.PathLike, suffix: str | None = None) -> dict | No
     the format follows `suffix` (default: the path's)."""
     path = Path(path)
     if (suffix or path.suffix) == ".safetensors":
-        from safetensors import safe_open  # local: keeps torch out of `import net2vec.cache`
+        from safetensors import safe_open  # local: keeps torch out of `import net2vec.common.cache`
 
         with safe_open(str(path), "pt") as handle:
             text = (handle.metadata() or {}).get(RECORD)

@@ -29,19 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from net2vec import __version__
-from net2vec.config import check_config
+from net2vec.common.memory import return_large_buffers_to_os
+from net2vec.common.versions import package_versions
 from net2vec.data.concept_store import ConceptStore, prepare_concept_store
 from net2vec.features.store import ActivationStore
-from net2vec.loggers import (
-    CategoryScores,
-    MonotonicSteps,
-    build_logger,
-    finish_logger,
-    log_dissection_plots,
-    log_run_extras,
-)
-from net2vec.memory import return_large_buffers_to_os
-from net2vec.outputs import format_summary_table, package_versions, results_rows, write_outputs
 from net2vec.probes.dissection import (
     DissectionOutcome,
     log_dissection,
@@ -49,7 +40,17 @@ from net2vec.probes.dissection import (
     write_dissection,
 )
 from net2vec.probes.fitting import Fitter
-from net2vec.run_identity import flat_config, run_identity
+from net2vec.run.config import check_config
+from net2vec.run.identity import flat_config, run_identity
+from net2vec.run.loggers import (
+    CategoryScores,
+    MonotonicSteps,
+    build_logger,
+    finish_logger,
+    log_dissection_plots,
+    log_run_extras,
+)
+from net2vec.run.outputs import format_summary_table, results_rows, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def short_config(cfg: DictConfig) -> dict:
 def train(cfg: DictConfig) -> dict:
     """Run one (network, layer, task) experiment end to end; return the run's summary ({} on DDP ranks ≥ 1)."""
     check_config(cfg)
-    return_large_buffers_to_os()  # flat RSS while streaming batches (net2vec.memory)
+    return_large_buffers_to_os()  # flat RSS while streaming batches (net2vec.common.memory)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -8,74 +8,15 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
-from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from net2vec.cache import atomic_path
-
-METRIC = {"seg": "iou", "cls": "acc"}
-PACKAGES = (
-    "torch",
-    "torchvision",
-    "pytorch-lightning",
-    "hydra-core",
-    "torchmetrics",
-    "h5py",
-    "wandb",
-)
-
-
-@dataclass
-class ProbeOutcome:
-    """Per-concept results of one run; arrays are indexed by concept (C) and filter (K)."""
-
-    task: str
-    names: np.ndarray
-    categories: np.ndarray
-    label_numbers: np.ndarray
-    n_train: np.ndarray
-    n_val: np.ndarray
-    single_filter: np.ndarray
-    single_scores: dict[str, np.ndarray]  # column name -> (C,)
-    score_val: np.ndarray  # all filters, validation
-    weights: np.ndarray  # (C, K)
-    bias: np.ndarray  # (C,)
-    subsets: dict[int, dict[str, np.ndarray]] = field(
-        default_factory=dict
-    )  # F -> score_val, weights, bias, filters
-    filter_scores: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (C, K)
-    per_image: dict[str, np.ndarray] = field(default_factory=dict)  # val pairs (seg)
-    variant: dict = field(default_factory=dict)  # probe variant: head, loss, decision (seg)
-    probe_columns: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. logit_threshold
-    # per-image validation terms for net2vec.statistics (probes.evidence); not written
-    evidence: dict = field(default_factory=dict)
-    # filled by net2vec.statistics: column -> (lo, hi); further columns; category -> series -> (lo, hi)
-    intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
-    category_intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
-    statistics: dict = field(default_factory=dict)  # summary.json "statistics"
-
-    @property
-    def variant_name(self) -> str:
-        """E.g. ``linear/paper/sigmoid`` (head/loss/decision); the paper's probe when empty."""
-        v = self.variant
-        if not v:
-            return "linear"
-        head = f"mlp{v.get('hidden', '')}" if v.get("head") == "mlp" else "linear"
-        return f"{head}/{v.get('loss')}/{v.get('decision')}"
-
-    @property
-    def metric(self) -> str:
-        return METRIC[self.task]
-
-    @property
-    def single_val(self) -> np.ndarray:
-        return self.single_scores[f"single_{self.metric}_val"]
+from net2vec.common.cache import atomic_path
+from net2vec.common.versions import package_versions
+from net2vec.probes.outcome import ProbeOutcome
+from net2vec.statistics.scores import category_masks
 
 
 def results_rows(outcome: ProbeOutcome) -> tuple[list[str], list[list]]:
@@ -161,23 +102,6 @@ def category_means(outcome: ProbeOutcome) -> dict[str, dict[str, float]]:
         for name, (lo, hi) in outcome.category_intervals.get(category, {}).items():
             table[category].update({f"{name}_lo": lo, f"{name}_hi": hi})
     return table
-
-
-def category_masks(categories: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """(category, concept mask) for every category in sorted order, then ("all", everything)."""
-    categories = np.asarray(categories)
-    names = sorted(set(categories.tolist()))
-    return [(c, categories == c) for c in names] + [("all", np.ones(len(categories), bool))]
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
 
 
 def build_summary(outcome: ProbeOutcome, config: dict, timings: dict, stores: dict) -> dict:

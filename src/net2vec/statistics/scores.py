@@ -1,7 +1,7 @@
 """Error bars for a run's scores: bootstrap intervals, paired comparisons and shuffled nulls.
 
 ``Statistics`` (``conf/stats/default.yaml``) turns the per-image evidence a task leaves in its
-:class:`~net2vec.outputs.ProbeOutcome` (``probes.evidence``) into
+:class:`~net2vec.probes.outcome.ProbeOutcome` (``probes.evidence``) into
 
 - ``<score>_lo`` / ``<score>_hi``: the bootstrap interval (over validation images) of every score
   column (single filter, all filters, each top-F);
@@ -12,19 +12,29 @@
   p-value of the observed score against the draws;
 - intervals of every category mean and of the share of concepts with all ≥ single (summary.json).
 
-The method is in ``net2vec.metrics.bootstrap``; README "Reading the statistics" says how to read it.
+The method is in ``net2vec.statistics.bootstrap``; README "Reading the statistics" says how to read it.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from net2vec.metrics import bootstrap as bs
-from net2vec.outputs import ProbeOutcome, category_masks
+from net2vec.statistics import bootstrap as bs
+
+if TYPE_CHECKING:  # type only: the outcome is built by the probes, one layer up
+    from net2vec.probes.outcome import ProbeOutcome
 
 log = logging.getLogger(__name__)
+
+
+def category_masks(categories: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(category, concept mask) for every category in sorted order, then ("all", everything)."""
+    categories = np.asarray(categories)
+    names = sorted(set(categories.tolist()))
+    return [(c, categories == c) for c in names] + [("all", np.ones(len(categories), bool))]
 
 
 def nanmean(values: np.ndarray) -> np.ndarray:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the key and the value."""
+from net2vec.common.errors import ConfigError
+from net2vec.probes.subsets import check_subsets
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -45,13 +44,3 @@ def check_layer(cfg: DictConfig) -> None:
     channels = (cfg.network.get("channels") or {}).get(str(cfg.layer))
     if channels is not None:
         check_subsets(list(cfg.probe.subsets), int(channels))
-
-
-def check_subsets(subsets: list[int], num_filters: int) -> list[int]:
-    """Subset sizes, sorted and deduplicated, each within 1..K of the layer."""
-    for size in subsets:
-        if size > num_filters:
-            raise ConfigError(
-                f"probe.subsets contains F={size}, but the layer has only K={num_filters} filters"
-            )
-    return sorted(set(int(size) for size in subsets))
