@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from net2vec.statistics import bootstrap as bs
+from net2vec.statistics import significance
 from net2vec.statistics.accuracy import balanced_accuracy
 
 
@@ -155,7 +156,7 @@ def test_masks_independent_of_the_prediction_get_a_large_p_null():
         union = np.bitwise_count(packed[0] | mask_bits).sum(1)
         observed = np.bincount(concept, inter) / np.bincount(concept, union)
         null = bs.shuffled_null_iou(packed[0], mask_bits, concept, concepts, draws=5, seed=0)
-        return observed, bs.empirical_p(observed, null)
+        return observed, significance.empirical_p(observed, null)
 
     _, p_independent = observed_and_p(packed[1])
     assert 0.35 < p_independent.mean() < 0.75  # uniform on {1/6, …, 1} under the null

@@ -32,6 +32,7 @@ from net2vec.probes.netdissect import (
 from net2vec.probes.single_filter import CHUNK_BYTES
 from net2vec.probes.upsample import upsample
 from net2vec.statistics import bootstrap as bs
+from net2vec.statistics import significance
 
 
 @dataclass
@@ -107,7 +108,9 @@ def unit_null(
 
     observed, null = iou(inter), iou(null_inter)
     significant = (null < observed[None]).all(0)
-    return UnitNull(null.mean(0), bs.empirical_p(observed, null), significant, draws, seed)
+    return UnitNull(
+        null.mean(0), significance.empirical_p(observed, null), significant, draws, seed
+    )
 
 
 def unit_null_layer(

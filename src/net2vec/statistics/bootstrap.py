@@ -12,7 +12,7 @@ All scores are computed from the same W, so two scores of one concept are compar
   beats b (0.5 for identical predictions; ≥ 0.975 reads "a beats b at the 5 % level, two-sided");
 - ``shuffled_null_iou``: set IoU when each concept's masks are permuted among that concept's own
   validation images (same images, same mask sizes, image ↔ mask link broken), per draw;
-  ``empirical_p`` = (1 + #{null ≥ observed}) / (1 + draws).
+  p-values against the draws and their FDR control are in ``significance``.
 """
 
 from __future__ import annotations
@@ -119,11 +119,6 @@ def p_greater(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     wins = ((a > b) & both).sum(0) + 0.5 * ((a == b) & both).sum(0)
     count = both.sum(0)
     return np.where(count > 0, wins / np.maximum(count, 1), np.nan)
-
-
-def empirical_p(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
-    """(1 + #{draws with null ≥ observed}) / (1 + draws) per column; null (D, C)."""
-    return (1.0 + (null >= observed[None]).sum(0)) / (1.0 + null.shape[0])
 
 
 def within_concept_permutation(concept: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from net2vec.statistics import bootstrap as bs
+from net2vec.statistics import significance
 
 if TYPE_CHECKING:  # type only: the outcome is built by the probes, one layer up
     from net2vec.probes.outcome import ProbeOutcome
@@ -134,7 +135,7 @@ class Statistics:
                 continue
             prefix = "single_" if name.startswith("single_") else ""
             outcome.columns[f"{prefix}null_{metric}_val"] = null.mean(0)
-            outcome.columns[f"{prefix}p_null"] = bs.empirical_p(np.asarray(value), null)
+            outcome.columns[f"{prefix}p_null"] = significance.empirical_p(np.asarray(value), null)
             info[f"concepts_{prefix}above_every_null_draw"] = int((null < value).all(0).sum())
         info["null_draws"] = self.null_draws
 
