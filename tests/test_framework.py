@@ -429,7 +429,7 @@ def test_log_images_takes_figures_arrays_pil_images_and_files(tmp_path):
     from matplotlib import pyplot as plt
     from PIL import Image
 
-    from net2vec.run.wandb_media import log_images
+    from net2vec.common.wandb_media import log_images
 
     logged = []
     run = SimpleNamespace(log=logged.append)

@@ -28,8 +28,8 @@ from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run, load_runs
 from net2vec.analysis.table import Table
 from net2vec.analysis.wandb_report import log_to_wandb
+from net2vec.common.wandb_media import is_wandb
 from net2vec.run.identity import flat_config
-from net2vec.run.loggers import is_wandb
 
 log = logging.getLogger(__name__)
 

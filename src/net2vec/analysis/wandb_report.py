@@ -22,9 +22,9 @@ from net2vec.analysis.dissection_report import (
 from net2vec.analysis.images import ImagesError
 from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run
+from net2vec.common.wandb_media import log_report
 from net2vec.run.identity import report_identity
 from net2vec.run.loggers import wandb_offline
-from net2vec.run.wandb_media import log_report
 
 log = logging.getLogger(__name__)
 

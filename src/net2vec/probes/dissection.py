@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import torch
 
+from net2vec.common import wandb_media
 from net2vec.common.cache import atomic_path
 from net2vec.common.versions import package_versions
 from net2vec.probes.netdissect import (
@@ -77,6 +78,18 @@ class DissectionOutcome:
     null: UnitNull | None = None
     require_significant: bool = False
     task: str = "netdissect"
+
+    def write(self, run_dir: Path, config: dict, timings: dict, stores: dict) -> dict:
+        """units.csv, dissection.h5 and summary.json (the task's outcome protocol, see run.pipeline)."""
+        return write_dissection(self, run_dir, config, timings, stores)
+
+    def log(self, logger, summary: dict) -> None:
+        """The counts and units.csv to the run's logger."""
+        log_dissection(logger, *self.unit_rows(), summary)
+
+    def terminal(self, summary: dict) -> str:
+        """What the run prints at its end."""
+        return summary_line(summary)
 
     @property
     def detector(self) -> np.ndarray:
@@ -159,7 +172,8 @@ def summary_line(summary: dict) -> str:
 
 
 def log_dissection(logger, header: list[str], rows: list[list], summary: dict) -> None:
-    """The counts as metrics (any logger) and units.csv as a table (W&B)."""
+    """The counts as metrics (any logger); with W&B, units.csv as a table and the detector counts
+    per category as bar charts."""
     if logger is None:
         return
     nd = summary["netdissect"]
@@ -173,6 +187,8 @@ def log_dissection(logger, header: list[str], rows: list[list], summary: dict) -
     logger.log_metrics(flat)
     if hasattr(logger, "log_table"):
         logger.log_table(key="units", columns=header, data=rows)
+    if wandb_media.is_wandb(logger):
+        wandb_media.log_detector_plots(logger.experiment, nd)
 
 
 def write_dissection(

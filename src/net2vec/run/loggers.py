@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from net2vec.run import wandb_media
+from net2vec.common import wandb_media
+from net2vec.common.wandb_media import is_wandb
 from net2vec.run.identity import RunIdentity
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,6 @@ def wandb_offline(setting: bool | str = "auto") -> bool:
     if offline:
         os.environ["WANDB_MODE"] = "offline"
     return bool(offline)
-
-
-def is_wandb(logger_cfg) -> bool:
-    """True for a `logger` config (or Lightning logger) that is W&B's."""
-    if isinstance(logger_cfg, (DictConfig, dict)):
-        return str(logger_cfg.get("_target_", "")).endswith("WandbLogger")
-    return type(logger_cfg).__name__ == "WandbLogger"
 
 
 def build_logger(logger_cfg: DictConfig | None, identity: RunIdentity | None = None):
@@ -195,9 +189,3 @@ def log_run_extras(
     logger.log_metrics(flat)
     if is_wandb(logger):
         wandb_media.log_results(logger.experiment, run_dir, header, rows, summary)
-
-
-def log_dissection_plots(logger, summary: dict) -> None:
-    """With W&B: a task=netdissect run's detector counts per category as bar charts."""
-    if logger is not None and is_wandb(logger):
-        wandb_media.log_detector_plots(logger.experiment, summary["netdissect"])

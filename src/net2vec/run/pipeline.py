@@ -33,13 +33,8 @@ from net2vec.common.memory import return_large_buffers_to_os
 from net2vec.common.versions import package_versions
 from net2vec.data.concept_store import ConceptStore, prepare_concept_store
 from net2vec.features.store import ActivationStore
-from net2vec.probes.dissection import (
-    DissectionOutcome,
-    log_dissection,
-    summary_line,
-    write_dissection,
-)
 from net2vec.probes.fitting import Fitter
+from net2vec.probes.outcome import ProbeOutcome
 from net2vec.run.config import check_config
 from net2vec.run.identity import flat_config, run_identity
 from net2vec.run.loggers import (
@@ -47,7 +42,6 @@ from net2vec.run.loggers import (
     MonotonicSteps,
     build_logger,
     finish_logger,
-    log_dissection_plots,
     log_run_extras,
 )
 from net2vec.run.outputs import format_summary_table, results_rows, write_outputs
@@ -249,17 +243,16 @@ def train(cfg: DictConfig) -> dict:
             timer.seconds["total"] = time.perf_counter() - started
             config = {**short_config(cfg), "group": identity.group}
             summary = write_run_outputs(cfg, outcome, run_dir, stores, config, timer.seconds)
-            if isinstance(outcome, DissectionOutcome):
-                log_dissection(logger, *outcome.unit_rows(), summary)
-                log_dissection_plots(logger, summary)
-            else:
+            if isinstance(outcome, ProbeOutcome):
                 log_run_extras(logger, run_dir, *results_rows(outcome), summary)
+            else:
+                outcome.log(logger, summary)
         failed = False
     finally:
         finish_logger(logger, failed)
     if summary:
-        dissected = isinstance(outcome, DissectionOutcome)
-        print(summary_line(summary) if dissected else format_summary_table(summary))
+        probed = isinstance(outcome, ProbeOutcome)
+        print(format_summary_table(summary) if probed else outcome.terminal(summary))
         print(f"run directory: {run_dir}")
     return summary
 
@@ -267,7 +260,11 @@ def train(cfg: DictConfig) -> dict:
 def write_run_outputs(
     cfg: DictConfig, outcome, run_dir: Path, stores: Stores, config: dict, timings: dict
 ) -> dict:
-    """results.csv, embeddings.h5 and summary.json of the run; returns the summary."""
+    """results.csv, embeddings.h5 and summary.json of the run; returns the summary.
+
+    A task whose outcome is not a :class:`ProbeOutcome` (``task=netdissect``) writes, logs and
+    prints itself: its outcome has ``write(run_dir, config, timings, stores) -> summary``,
+    ``log(logger, summary)`` and ``terminal(summary) -> str`` (docs/architecture.md "Tasks")."""
     paths = {
         "concept_store": str(stores.concepts.path),
         "activation_store": str(stores.activations.path),
@@ -280,6 +277,6 @@ def write_run_outputs(
         "quantile": float(cfg.probe.quantile),
         "weights": str(cfg.network.get("weights")),
     }
-    if isinstance(outcome, DissectionOutcome):  # task=netdissect: units.csv, dissection.h5
-        return write_dissection(outcome, run_dir, config, timings, paths)
+    if not isinstance(outcome, ProbeOutcome):  # e.g. task=netdissect: units.csv, dissection.h5
+        return outcome.write(run_dir, config, timings, paths)
     return write_outputs(outcome, run_dir, config, timings, paths, attrs)

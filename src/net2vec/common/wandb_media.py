@@ -16,7 +16,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 log = logging.getLogger(__name__)
+
+
+def is_wandb(logger) -> bool:
+    """True for a W&B Lightning logger (or a ``logger`` config whose ``_target_`` is W&B's)."""
+    if isinstance(logger, (DictConfig, dict)):
+        return str(logger.get("_target_", "")).endswith("WandbLogger")
+    return type(logger).__name__ == "WandbLogger"
+
 
 METRIC_NAME = {"seg": "set IoU", "cls": "balanced accuracy"}
 
