@@ -1,5 +1,6 @@
 """The package's structure: no import circles between its modules, no function-local imports
-of net2vec modules (the usual way of hiding a circle), and the public names resolve."""
+of net2vec modules (the usual way of hiding a circle), every module in a layer of the flow and
+no import of a higher layer (docs/architecture.md "Layout"), and the public names resolve."""
 
 import ast
 from pathlib import Path
@@ -14,6 +15,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def type_checking_only(node: ast.AST) -> bool:
+    """Inside ``if TYPE_CHECKING:``: an annotation's import, never executed."""
+    return any(
+        isinstance(parent, ast.If) and getattr(parent.test, "id", None) == "TYPE_CHECKING"
+        for parent in getattr(node, "parents", [])
+    )
+
+
 def imports(tree: ast.AST, top_level: bool) -> set[str]:
     """net2vec modules imported at module level (top_level) or inside functions (not top_level)."""
     found = set()
@@ -22,7 +31,7 @@ def imports(tree: ast.AST, top_level: bool) -> set[str]:
             isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef))
             for parent in getattr(node, "parents", [])
         )
-        if inside == top_level:
+        if inside == top_level or type_checking_only(node):
             continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("net2vec"):
             found |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
@@ -104,3 +113,46 @@ def test_code_cites_only_documents_in_the_repository():
     ]
     assert not cited, f"citations of documents outside the repository: {cited}"
     assert (root / "docs" / "method.md").is_file() and (root / "docs" / "architecture.md").is_file()
+
+
+# The flow, lowest layer first: a module may import its own layer and the layers below it only.
+# cli and layers are the entry points' helpers; net2vec (the package) names the public API.
+LAYERS = (
+    "common",
+    "data",
+    "features",
+    "statistics",
+    "probes",
+    "run",
+    "analysis",
+    "experiments",
+    "cli",
+    "layers",
+)
+
+
+def layer_of(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_module_lies_in_a_layer():
+    loose = [name for name in graph() if name != "net2vec" and layer_of(name) is None]
+    assert loose == [], f"modules outside the layers {LAYERS}: {loose}"
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = sorted(
+        f"{name} -> {target}"
+        for name, targets in graph().items()
+        for target in targets
+        if layer_of(name) is not None
+        and layer_of(target) is not None
+        and layer_of(target) > layer_of(name)
+    )
+    assert upward == [], "imports of a higher layer:\n" + "\n".join(upward)
+
+
+def test_the_package_top_level_holds_only_entry_helpers():
+    loose = sorted(p.name for p in SRC.glob("*.py"))
+    assert loose == ["__init__.py", "cli.py", "layers.py"], loose

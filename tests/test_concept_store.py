@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import net2vec.data.concept_store as concept_store
+import net2vec.data.concept_store.build as concept_store
 from net2vec.data.broden import DatasetError
 from net2vec.data.concept_store import ConceptStore, prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic

@@ -73,7 +73,7 @@ def announce(module, name, what):
 
 stop = spec.get("stop")
 if stop == "concept_store":
-    import net2vec.data.concept_store as m; after(m, "_decode_row", 40)
+    import net2vec.data.concept_store.build as m; after(m, "_decode_row", 40)
 elif stop == "planted":
     import net2vec.features.planted as m
     m.build_planted.__defaults__ = (16,)            # blocks of 16 images, stop in the 3rd
@@ -93,7 +93,7 @@ if spec["mode"] == "train":
     from net2vec.run.pipeline import train
     train(cfg)
 else:
-    import net2vec.data.concept_store as cs, net2vec.data.synthetic as syn, net2vec.features.planted as pl
+    import net2vec.data.concept_store.build as cs, net2vec.data.synthetic.write as syn, net2vec.features.planted as pl
     announce(cs, "build_concept_store", "concepts"); announce(pl, "build_planted", "planted")
     announce(syn, "build_catalogue", "dataset")
     barrier = Path(spec["barrier"]); (barrier / f"ready-{os.getpid()}").touch()

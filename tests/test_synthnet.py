@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.synthetic import generate_synthetic
-from net2vec.features import synthnet
 from net2vec.features.hooks import LayerExtractor
 from net2vec.features.synthnet import SynthNet, ensure_synthnet, load_synthnet, train_synthnet
+from net2vec.features.synthnet import training as synthnet
 from net2vec.run.pipeline import prepare_activation_store
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "network"

@@ -86,7 +86,7 @@ def _score_sections(report: Report, runs: list[Run]) -> None:
     report.table(
         "variants_by_size",
         variants.variant_sizes(runs),
-        "the same against concept size (mean mask fraction) and nesting (parts lie inside objects)",
+        "the same against concept size (mean mask fraction), parts apart from the other categories",
     )
 
 

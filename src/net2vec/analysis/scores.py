@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from net2vec.analysis.runs import Run, natural_key
+from net2vec.analysis.runs import Run
 from net2vec.analysis.table import Table, mean_se
 from net2vec.analysis.uncertainty import significant
 
@@ -239,9 +239,3 @@ def failures_by_train_size(runs: list[Run], bins=TRAIN_BINS) -> Table:
     return Table(
         ["network", "layer", "task", "n_train_bin", "concepts", "failures", "percent"], rows
     )
-
-
-def layers_in_order(table: Table) -> list[tuple[str, str]]:
-    """(network, layer) pairs of a table in natural order."""
-    pairs = set(zip(table["network"], table["layer"]))
-    return sorted(pairs, key=lambda p: (natural_key(p[0]), natural_key(p[1])))

@@ -4,7 +4,8 @@ Runs of one (network, layer, seg) that differ in the probe (``summary.json`` ``v
 head/loss/decision, e.g. ``linear/paper/sigmoid`` for the paper's probe) are compared per
 category — share of concepts whose learned val set IoU ≥ the best single filter's, mean learned
 and single-filter IoU — and against concept size (mean mask fraction on train images, from the
-concept store) and nesting (a part lies inside its object: category ``part``).
+concept store), split into the ``part`` category and the rest (parts are drawn inside their
+objects, but no per-concept containment is measured: the split is by category only).
 """
 
 from __future__ import annotations
@@ -63,18 +64,18 @@ def variant_categories(runs: list[Run]) -> Table:
 
 
 def variant_sizes(runs: list[Run], bins=SIZE_BINS) -> Table:
-    """Per segmentation run (variant), concept size bin and nesting (part or not): the same columns."""
+    """Per segmentation run (variant), concept size bin and category (part or not): the same columns."""
     rows = []
     for run in runs:
         sizes = object_sizes(run) if run.task == "seg" else None
         if sizes is None:
             continue
         size = np.array([sizes.get(str(name), np.nan) for name in run.concepts])
-        nested = run.categories == "part"
+        is_part = run.categories == "part"
         ok = _valid(run) & np.isfinite(size)
         for lo, hi in zip(bins[:-1], bins[1:]):
             for flag, label in ((True, "part"), (False, "not part")):
-                chosen = ok & (size >= lo) & (size < hi) & (nested == flag)
+                chosen = ok & (size >= lo) & (size < hi) & (is_part == flag)
                 if chosen.any():
                     rows.append(_row(run, f"size [{lo:g}, {hi:g}) {label}", chosen))
     return Table(COLUMNS, rows)

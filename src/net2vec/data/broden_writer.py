@@ -26,6 +26,7 @@ from tqdm import tqdm
 from net2vec.data.broden import INDEX_COLUMNS, DatasetError
 
 SPLITS = ("train", "val")
+LABEL_COLUMNS = ("number", "name", "category", "frequency", "coverage", "syns")
 
 
 @dataclass
@@ -127,11 +128,11 @@ def resize_nearest(plane: np.ndarray, size: int) -> np.ndarray:
     return plane[rows][:, cols]
 
 
-def save_plane(plane: np.ndarray, path: Path) -> None:
+def save_plane(plane: np.ndarray, path: Path, compress_level: int = 6) -> None:
     """Label numbers as BRODEN's RGB PNG: R = n mod 256, G = n div 256."""
     encoded = np.zeros((*plane.shape, 3), np.uint8)
     encoded[..., 0], encoded[..., 1] = plane & 255, plane >> 8
-    Image.fromarray(encoded).save(path)
+    Image.fromarray(encoded).save(path, compress_level=compress_level)
 
 
 class BrodenWriter:
@@ -196,39 +197,46 @@ class BrodenWriter:
         self.handle.close()
         if not self.seen:
             raise DatasetError("no images to convert")
-        table, by_category = self.table, defaultdict(list)
-        labels = []
+        table, labels, frequency = self.table, [], Counter()
         for number in sorted(table.names):
             count, cover = table.images[number], round(float(table.coverage[number]), 4)
-            cats = table.categories[number]
-            labels.append([number, table.names[number], ";".join(f"{c}({count})" for c in cats)])
-            labels[-1] += [count, cover, ""]
-            for c in cats:
-                by_category[c].append([number, table.names[number], count, cover])
-        write_csv(
-            self.folder / "label.csv",
-            ["number", "name", "category", "frequency", "coverage", "syns"],
-            labels,
-        )
-        rows = []
-        for c, members in by_category.items():
-            coded = [[code, *row] for code, row in enumerate(members, start=1)]
-            write_csv(
-                self.folder / f"c_{c}.csv",
-                ["code", "number", "name", "frequency", "coverage"],
-                coded,
-            )
-            rows.append([c, 1, len(coded), len(coded), sum(row[2] > 0 for row in members)])
-        write_csv(
-            self.folder / "category.csv", ["name", "first", "last", "count", "frequency"], rows
-        )
+            per_category = dict.fromkeys(table.categories[number], count)
+            labels.append((number, table.names[number], per_category, count, cover))
+            for c in per_category:
+                frequency[c] += count > 0  # labels of the category seen in some image
+        write_label_tables(self.folder, labels, dict(frequency))
 
 
-def write_csv(path: Path, header: list[str], rows: list) -> None:
+def write_csv(path: Path, header: list[str] | tuple[str, ...], rows: list) -> None:
+    """One CSV table: a header line, then the rows."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def write_label_tables(
+    folder: Path,
+    labels: list[tuple[int, str, dict[str, int], int, float]],
+    category_frequency: dict[str, int],
+) -> None:
+    """label.csv, c_<category>.csv and category.csv (data.broden describes the format).
+
+    labels: (number, name, images per category (primary first), images, coverage) in label
+    order; category_frequency: category -> its category.csv frequency, in category.csv order."""
+    label_rows, members = [], defaultdict(list)
+    for number, name, per_category, images, coverage in labels:
+        cats = ";".join(f"{c}({n})" for c, n in per_category.items())
+        label_rows.append([number, name, cats, images, coverage, ""])
+        for c, n in per_category.items():
+            members[c].append([number, name, n, coverage])
+    write_csv(folder / "label.csv", LABEL_COLUMNS, label_rows)
+    rows = []
+    for c, frequency in category_frequency.items():
+        coded = [[code, *row] for code, row in enumerate(members[c], start=1)]
+        write_csv(folder / f"c_{c}.csv", ["code", "number", "name", "frequency", "coverage"], coded)
+        rows.append([c, 1, len(coded), len(coded), frequency])
+    write_csv(folder / "category.csv", ["name", "first", "last", "count", "frequency"], rows)
 
 
 def write_broden(

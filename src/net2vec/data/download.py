@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 BASE_URL = "http://netdissect.csail.mit.edu/data/"
 RELEASES = ("broden1_227", "broden1_224", "broden1_384")
 # SHA-256 and size in bytes of the published archives, pinned only once checked against a trusted
-# copy: none is known here yet (README: BRODEN), so `--verify strict` needs `--sha256`.
+# copy: none is known here yet (docs/data.md), so `--verify strict` needs `--sha256`.
 KNOWN_SHA256: dict[str, str] = {}
 KNOWN_SIZE: dict[str, int] = {}
 VERIFY = ("zip", "strict")
@@ -153,7 +153,7 @@ def _check_target(release: str, target: Path, digest: str | None, verify: str) -
         raise DownloadError(f"--verify {verify!r}: expected one of {', '.join(VERIFY)}")
     if verify == "strict" and not digest:
         raise DownloadError(
-            f"--verify strict: no SHA-256 of {release}.zip is pinned in net2vec (README: BRODEN); "
+            f"--verify strict: no SHA-256 of {release}.zip is pinned in net2vec (docs/data.md); "
             "pass --sha256 HEX from a source you trust, or use --verify zip (CRC checks only)"
         )
     if target.is_dir() and any(target.iterdir()):

@@ -8,7 +8,7 @@ inputs (the robustness experiment) are an image ``transform`` of :class:`ProbeIm
 into the store by the transform's ``key``. `extracted_store` is the cached entry point that every
 network adapter's ``activation_store`` calls; the store's key hashes the concept store's key (the
 data's fingerprint), the network, its weights digest, the layer's module path, the input size and
-preprocessing, the storage dtype, τ and the transform (features.store, cache.py).
+preprocessing, the storage dtype, τ and the transform (features.store, common.cache).
 """
 
 from __future__ import annotations

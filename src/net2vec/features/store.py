@@ -144,5 +144,5 @@ def store_artifact(cache_dir: str | Path, network: str, layer: str, spec: dict) 
 
 
 def cached_store(artifact: Artifact, build: Callable[[Path], None]) -> ActivationStore:
-    """The store of `artifact`: reused when complete with a matching record, else built (cache.py)."""
+    """The store of `artifact`: reused when complete with a matching record, else built (common.cache)."""
     return cached_build(artifact, build, ActivationStore, "activation store")

@@ -86,12 +86,8 @@ class Fitter:
         return self.run_dir / "checkpoints" / f"{name}-{self.probe_key(**extra)}"
 
     def cache_artifact(self) -> Artifact:
-        """The all-filter probe of this key as a cached artifact (cache.py)."""
+        """The all-filter probe of this key as a cached artifact (common.cache)."""
         return Artifact(self.cache_dir / "probes", self.name, ".safetensors", self.key)
-
-    def cache_path(self) -> Path:
-        """Where the all-filter probe of this key is cached."""
-        return self.cache_artifact().path
 
     def build_trainer(self, checkpoint_dir: Path | None, logger=None) -> pl.Trainer:
         """A Trainer from the factory; checkpoints the last epoch when asked; with a logger, the

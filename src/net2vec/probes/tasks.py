@@ -28,11 +28,9 @@ class ProbeTask:
 
     metric = "score"
 
-    def __init__(
-        self, name: str, datamodule: Callable, module: Callable, default_subsets=(), **settings
-    ) -> None:
+    def __init__(self, name: str, datamodule: Callable, module: Callable, **settings) -> None:
         self.name, self.datamodule, self.module = str(name), datamodule, module
-        self.default_subsets, self.settings = list(default_subsets), settings
+        self.settings = settings
 
     def run(self, concepts, activations, subsets: list[int], fitter: Fitter, timer) -> ProbeOutcome:
         """Single filter, all filters (cached) and the top-F subsets of this task's concepts."""
@@ -125,10 +123,9 @@ class SegmentationTask(ProbeTask):
         datamodule: Callable,
         module: Callable,
         align_corners: bool = True,
-        default_subsets=(),
         **settings,
     ) -> None:
-        super().__init__(name, datamodule, module, default_subsets, **settings)
+        super().__init__(name, datamodule, module, **settings)
         self.align_corners = bool(align_corners)
 
     def single_filter(self, datamodule, concepts, num_filters: int, timer):

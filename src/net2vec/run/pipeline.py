@@ -153,11 +153,7 @@ def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitt
     """The Fitter of the run: Trainer factory, logger (with the per-category scores of every
     validation pass), probe cache, and the key of its inputs."""
     task = OmegaConf.to_container(cfg.task, resolve=True)
-    for part in (
-        "default_subsets",
-        "datamodule",
-        "module",
-    ):  # how data are loaded never changes a probe
+    for part in ("datamodule", "module"):  # how data are loaded never changes a probe
         task.pop(part, None)
     key = {
         "stores": {

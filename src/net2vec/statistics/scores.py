@@ -12,7 +12,7 @@
   p-value of the observed score against the draws;
 - intervals of every category mean and of the share of concepts with all ≥ single (summary.json).
 
-The method is in ``net2vec.statistics.bootstrap``; README "Reading the statistics" says how to read it.
+The method is in ``net2vec.statistics.bootstrap``; docs/statistics.md says how to read it.
 """
 
 from __future__ import annotations
