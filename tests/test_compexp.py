@@ -1,0 +1,143 @@
+"""Compositional explanations (docs/compexp.md) against brute force, planted formulas and the
+``compositional-explanations`` package's beam search on the same bitmaps and masks."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from compexp_fixtures import planted_maps, random_maps
+from conftest import compose_config
+
+from net2vec.probes.compexp import explain_units
+from net2vec.probes.formulas import AND, AND_NOT, OR, Formula, evaluate, length, parse
+from net2vec.run.pipeline import train
+
+
+def search(data, **settings):
+    batches = data.batches()
+    return explain_units(
+        lambda _: batches, data.thresholds, data.labels(), data.mask_size, **settings
+    )
+
+
+def brute_iou(data, text: str, unit: int) -> float:
+    """IoU of unit ``unit``'s A_k with the formula string's mask, from dense NumPy masks."""
+    active = data.bitmaps()[unit]
+    mask = evaluate(parse(text, data.names), data.label_mask)
+    union = (active | mask).sum()
+    return (active & mask).sum() / union if union else 0.0
+
+
+def test_grammar_prints_parses_and_quotes():
+    names = ["water", "traffic light", "OR", 'say "hi"']
+    formula = Formula((0,)).extend(AND, 1).extend(AND_NOT, 2).extend(OR, 3)
+    text = formula.text(names)
+    assert text == '(((water AND "traffic light") AND NOT "OR") OR "say ""hi""")'
+    assert parse(text, names) == formula.tree()
+    nested = parse('(water OR ("OR" AND NOT water))', names)
+    assert nested == ("OR", ("label", 0), ("AND NOT", ("label", 2), ("label", 0)))
+    assert length(nested) == 3
+    with pytest.raises(ValueError, match="unknown label 'river'"):
+        parse("(water OR river)", names)
+    with pytest.raises(ValueError, match="missing"):
+        parse("(water OR water", names)
+    with pytest.raises(ValueError, match="expected OR, AND or AND NOT"):
+        parse("(water XOR water)", names)
+    assert Formula((0, 1), (OR,)).key() == Formula((1, 0), (OR,)).key()
+    assert Formula((0, 1), (AND_NOT,)).key() != Formula((1, 0), (AND_NOT,)).key()
+    swapped = Formula((0, 1, 2), (AND, AND_NOT)), Formula((0, 2, 1), (AND_NOT, AND))
+    assert swapped[0].key() == swapped[1].key()
+
+
+def test_every_reported_formula_reproduces_its_iou():
+    data = random_maps(seed=1)
+    result = search(data, length=3, beam=5)
+    checked = 0
+    for unit, entries in enumerate(result.beams):
+        assert entries, f"unit {unit} has no formula"
+        for _, iou, formula in entries:
+            assert brute_iou(data, formula.text(data.names), unit) == pytest.approx(iou, abs=1e-9)
+            checked += 1
+        atom = result.atom_iou[unit]
+        assert entries[0][1] >= atom.max() - 1e-12
+    assert checked == 5 * len(result.beams)
+
+
+def test_planted_units_get_their_formula():
+    data = planted_maps()
+    result = search(data, length=3, beam=5)
+    (union, union_iou, _), (minus, minus_iou, _) = result.best(0), result.best(1)
+    assert union.key() == Formula((0, 2), (OR,)).key() and union_iou == pytest.approx(1.0)
+    assert minus.text(data.names) == "(label3 AND NOT label4)" and minus_iou == pytest.approx(1.0)
+
+
+def test_complexity_penalty_ranks_by_discounted_iou():
+    data = random_maps(seed=2)
+    plain, penalised = search(data, beam=3), search(data, beam=3, complexity_penalty=0.5)
+    for entries in penalised.beams:
+        scores = [score for score, _, _ in entries]
+        assert scores == sorted(scores, reverse=True)
+        for score, iou, formula in entries:
+            assert score == pytest.approx(iou * 0.5 ** (len(formula) - 1))
+    lengths = [len(plain.best(k)[0]) - len(penalised.best(k)[0]) for k in range(len(plain.beams))]
+    assert min(lengths) >= 0 and max(lengths) > 0
+    with pytest.raises(ValueError, match="complexity_penalty"):
+        search(data, complexity_penalty=1.5)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_same_best_iou_as_the_package_beam_search(seed):
+    package = pytest.importorskip(
+        "compositional_explanations.beam",
+        reason="compositional-explanations (dev extra) compares net2vec's beam with the package's",
+    )
+    data = random_maps(seed=seed, images=30, labels=10, units=6)
+    result = search(data, length=3, beam=5)
+    pixels = int(np.prod(data.mask_size))
+    masks = [torch.from_numpy(data.label_mask(c).reshape(-1, pixels)) for c in range(10)]
+    for unit, active in enumerate(data.bitmaps()):
+        best = package.compute_beam_explanations(
+            bitmaps=torch.from_numpy(active.reshape(-1, pixels)),
+            masks=masks,
+            disjoint_info=None,
+            length=3,
+            beam_size=5,
+            device=torch.device("cpu"),
+        )
+        text = _package_text(best, data.names)
+        theirs = brute_iou(data, text, unit)
+        assert result.best(unit)[1] == pytest.approx(theirs, abs=1e-6), (unit, text)
+
+
+def _package_text(node, names) -> str:
+    """The package's formula tree in net2vec's grammar."""
+    kind = type(node).__name__
+    if kind == "Leaf":
+        return f'"{names[node.val]}"'
+    left, right = node.left, node.right
+    if type(right).__name__ == "Not":
+        return f"({_package_text(left, names)} AND NOT {_package_text(right.val, names)})"
+    return f"({_package_text(left, names)} {kind.upper()} {_package_text(right, names)})"
+
+
+@pytest.mark.slow
+def test_compexp_run_writes_formulas(tmp_path, shared_cache):
+    cfg = compose_config(tmp_path, "task=compexp", "task.beam=3", cache=shared_cache)
+    summary = train(cfg)
+    ce = summary["compexp"]
+    with open(tmp_path / "run" / "formulas.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == ce["units"] > 0
+    assert {"formula_2", "iou_2", "formula_3"} <= set(rows[0])
+    for row in rows:
+        assert float(row["iou"]) >= float(row["label_iou"]) - 1e-9
+        assert float(row["gain"]) == pytest.approx(
+            float(row["iou"]) - float(row["label_iou"]), abs=1e-5
+        )
+    by_length = list(ce["mean_iou_by_length"].values())
+    assert by_length == sorted(by_length) and len(by_length) == 3
+    assert ce["share_longer"] == pytest.approx(np.mean([int(r["length"]) > 1 for r in rows]))
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["task"] == "compexp" and saved["compexp"]["beam"] == 3
