@@ -68,12 +68,20 @@ def blobs(rng, count: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def random_maps(
-    seed=0, images=40, labels=12, whole=3, units=8, map_size=(4, 4), mask_size=(12, 12)
+    seed=0,
+    images=40,
+    labels=12,
+    whole=3,
+    units=8,
+    map_size=(4, 4),
+    mask_size=(12, 12),
+    per_image=None,
 ) -> LabelledMaps:
-    """Pixel-level labels as random blobs present in ~40 % of images, ``whole`` image-level
-    labels; units mix a few label maps with noise, thresholded at their 90 % quantile."""
+    """Pixel-level labels as random blobs present in ~40 % of images (or ``per_image`` labels an
+    image on average), ``whole`` image-level labels; units mix label maps with noise,
+    thresholded at their 90 % quantile."""
     rng = np.random.default_rng(seed)
-    present = rng.random((images, labels)) < 0.4
+    present = rng.random((images, labels)) < (0.4 if per_image is None else per_image / labels)
     masks = blobs(rng, images * labels, mask_size).reshape(images, labels, *mask_size)
     is_whole = np.arange(labels) >= labels - whole
     masks = np.where(is_whole[None, :, None, None], True, masks) & present[..., None, None]

@@ -10,6 +10,9 @@ import torch
 from compexp_fixtures import planted_maps, random_maps
 from conftest import compose_config
 
+from net2vec.analysis.compexp_report import CompExpRun, attach_formulas
+from net2vec.analysis.dissection_report import DissectionRun
+from net2vec.analysis.evaluation import analyse
 from net2vec.probes.compexp import explain_units
 from net2vec.probes.formulas import AND, AND_NOT, OR, Formula, evaluate, length, parse
 from net2vec.run.pipeline import train
@@ -123,21 +126,39 @@ def _package_text(node, names) -> str:
 
 
 @pytest.mark.slow
-def test_compexp_run_writes_formulas(tmp_path, shared_cache):
-    cfg = compose_config(tmp_path, "task=compexp", "task.beam=3", cache=shared_cache)
+def test_compexp_run_writes_formulas_and_its_report(tmp_path, shared_cache):
+    cfg = compose_config(
+        tmp_path, "task=compexp", "task.beam=3", "task.length=2", cache=shared_cache
+    )
     summary = train(cfg)
     ce = summary["compexp"]
     with open(tmp_path / "run" / "formulas.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == ce["units"] > 0
-    assert {"formula_2", "iou_2", "formula_3"} <= set(rows[0])
+    assert {"formula_2", "iou_2", "formula_3", "iou_3"} <= set(rows[0])
     for row in rows:
         assert float(row["iou"]) >= float(row["label_iou"]) - 1e-9
         assert float(row["gain"]) == pytest.approx(
             float(row["iou"]) - float(row["label_iou"]), abs=1e-5
         )
     by_length = list(ce["mean_iou_by_length"].values())
-    assert by_length == sorted(by_length) and len(by_length) == 3
+    assert by_length == sorted(by_length) and len(by_length) == 2
     assert ce["share_longer"] == pytest.approx(np.mean([int(r["length"]) > 1 for r in rows]))
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["task"] == "compexp" and saved["compexp"]["beam"] == 3
+    report = analyse([], tmp_path / "report", compexps=[str(tmp_path / "run")])
+    assert (report.out_dir / "compexp_iou_by_length.png").is_file()
+    strips = list(report.out_dir.glob("compexp_units_*.png"))
+    assert len(strips) == 1 and "compexp_gain" in (report.out_dir / "index.html").read_text()
+
+
+def test_netdissect_units_get_the_formula_of_the_same_layer(tmp_path):
+    config = {"config": {"network": "synthnet", "layer": "conv5"}}
+    rows = [{"unit": "0", "formula": "(a OR b)", "iou": "0.5", "gain": "0.1"}]
+    explained = CompExpRun(tmp_path, config, rows, np.zeros((1, 1), int))
+    same, other = (
+        DissectionRun(tmp_path, {"config": {"network": "synthnet", "layer": layer}}, [], None)
+        for layer in ("conv5", "conv4")
+    )
+    attach_formulas([same, other], [explained])
+    assert same.extra["formulas"] == {0: ("(a OR b)", 0.5)} and "formulas" not in other.extra
