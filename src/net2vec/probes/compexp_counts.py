@@ -47,12 +47,11 @@ class FormulaCounts:
 
 
 def _formula_masks(slots: torch.Tensor, ops: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-    """(n, k, B, P) masks of left-deep formulas; slots (k, B, L) index ``dense`` (n, S, P), whose
-    slot 0 is all ones; ops (k, B, L−1): 0 OR, 1 AND, 2 AND NOT, −1 none."""
-    masks = dense[:, slots[..., 0]]
-    for j in range(1, slots.shape[-1]):
-        term = dense[:, slots[..., j]]
-        op = ops[..., j - 1][None, :, :, None]
+    """(n, F, P) masks of F left-deep formulas; slots (F, L) index ``dense`` (n, S, P), whose
+    slot 0 is all ones; ops (F, L−1): 0 OR, 1 AND, 2 AND NOT, −1 none."""
+    masks = dense[:, slots[:, 0]]
+    for j in range(1, slots.shape[1]):
+        term, op = dense[:, slots[:, j]], ops[None, :, j - 1, None]
         masks = torch.where(op == 0, masks | term, masks)
         masks = torch.where(op == 1, masks & term, masks)
         masks = torch.where(op == 2, masks & ~term, masks)
@@ -76,50 +75,74 @@ def _label_slots(chunk: tuple, used: torch.Tensor, num_labels: int, pixels: int)
     return dense
 
 
+@dataclass
+class _Sums:
+    """Running sums: per unit |A|, |A∧g| and H_A; per distinct formula |g| and H."""
+
+    active: torch.Tensor  # (K,)
+    inter: torch.Tensor  # (K, B)
+    label_inter: torch.Tensor  # (K, B, C)
+    area: torch.Tensor  # (F,)
+    label_area: torch.Tensor  # (F, C)
+
+
 def _count_chunk(
-    counts, chunk, slots, ops, labels_used, mask_size, align_corners, thresholds, budget
+    sums: _Sums, chunk, formulas, index, used, mask_size, align_corners, thresholds, budget
 ):
-    """Add one chunk of images to ``counts`` (all units, a block of units at a time)."""
+    """Add one chunk of images: the distinct formulas' counts, then the units' (in blocks)."""
     acts, masks, pair_image, pair_concept, (whole_image, whole_concept) = chunk
-    device, (num_units, width) = acts.device, slots.shape[:2]
+    device, num_labels = acts.device, sums.label_area.shape[1]
     up = upsample(acts.float(), mask_size, align_corners).flatten(2)
     active = up > thresholds.to(device)[None, :, None]
-    counts.active += active.sum((0, 2)).to(counts.active)
-    dense = _label_slots(chunk, labels_used, counts.label_inter.shape[2], up.shape[2])
+    sums.active += active.sum((0, 2)).to(sums.active)
     n, pixels = active.shape[0], up.shape[2]
-    block = max(1, budget // (16 * n * width * pixels))
     whole_image = torch.as_tensor(whole_image, dtype=torch.long, device=device)
     concept = torch.cat([pair_concept.to(device), torch.as_tensor(whole_concept, device=device)])
-    onehot = torch.zeros(
-        counts.label_inter.shape[2], len(concept), dtype=torch.float64, device=device
-    )
+    onehot = torch.zeros(num_labels, len(concept), dtype=torch.float64, device=device)
     onehot[concept, torch.arange(len(concept), device=device)] = 1.0
-    for start in range(0, num_units, block):
-        units = slice(start, start + block)
-        formula = _formula_masks(slots[units], ops[units], dense)  # (n, k, B, P)
-        both = torch.stack([active[:, units, None] & formula, formula], 2).flatten(1, 3).float()
-        sums = both.sum(2)  # (n, k·2·B)
-        hist = torch.cat(
-            [pair_intersections(both, masks.to(device), pair_image), sums[whole_image]]
-        )
-        per_label = onehot @ hist.double()  # (C, k·2·B): summed over the chunk's labels
-        k = formula.shape[1]
-        per_label = per_label.t().reshape(k, 2, width, -1).to(counts.label_inter)
-        totals = sums.sum(0).reshape(k, 2, width).to(counts.inter)
-        counts.label_inter[units] += per_label[:, 0]
-        counts.label_area[units] += per_label[:, 1]
-        counts.inter[units] += totals[:, 0]
-        counts.area[units] += totals[:, 1]
+    masks = masks.to(device)
+
+    def histogram(binary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, M, P) bool -> label histogram (M, C) and totals (M,) over the chunk."""
+        flat = binary.float()
+        totals = flat.sum(2)
+        hist = torch.cat([pair_intersections(flat, masks, pair_image), totals[whole_image]])
+        return (onehot @ hist.double()).t(), totals.sum(0).double()
+
+    formula = _formula_masks(*formulas, _label_slots(chunk, used, num_labels, pixels))
+    step = max(1, budget // (8 * n * pixels))
+    for start in range(0, formula.shape[1], step):
+        hist, totals = histogram(formula[:, start : start + step])
+        sums.label_area[start : start + step] += hist.to(sums.label_area)
+        sums.area[start : start + step] += totals.to(sums.area)
+    width = index.shape[1]
+    for start in range(0, index.shape[0], max(1, step // width)):
+        units = slice(start, start + max(1, step // width))
+        both = active[:, units, None] & formula[:, index[units]]  # (n, k, B, P)
+        hist, totals = histogram(both.flatten(1, 2))
+        sums.label_inter[units] += hist.reshape(both.shape[1], width, -1).to(sums.label_inter)
+        sums.inter[units] += totals.reshape(both.shape[1], width).to(sums.inter)
 
 
-def _zero_counts(units: int, width: int, labels: int, device) -> FormulaCounts:
+def _zeros(units: int, width: int, formulas: int, labels: int, device) -> _Sums:
     def zeros(*shape):
         return torch.zeros(*shape, dtype=torch.float64, device=device)
 
-    return FormulaCounts(
-        zeros(units), zeros(units, width), zeros(units, width),
-        zeros(units, width, labels), zeros(units, width, labels),
+    return _Sums(
+        zeros(units), zeros(units, width), zeros(units, width, labels),
+        zeros(formulas), zeros(formulas, labels),
     )  # fmt: skip
+
+
+def _distinct(formulas: list[list[Formula]]) -> tuple[list[Formula], torch.Tensor]:
+    """The distinct formulas (the first is every pixel) and each unit's slots into them."""
+    width = max(1, max(len(f) for f in formulas))
+    distinct: dict[Formula, int] = {Formula(()): 0}
+    index = torch.zeros((len(formulas), width), dtype=torch.long)
+    for k, unit_formulas in enumerate(formulas):
+        for b, g in enumerate(unit_formulas):
+            index[k, b] = distinct.setdefault(g, len(distinct))
+    return list(distinct), index
 
 
 def count_formulas(
@@ -131,34 +154,36 @@ def count_formulas(
     align_corners: bool = False,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> FormulaCounts:
-    """One pass: the counts of every unit's formulas (``formulas[k]``; an empty Formula list
-    entry is padding, a Formula of no labels means every pixel)."""
+    """One pass: the counts of every unit's formulas (``formulas[k]``, padded with the formula
+    of no labels, which means every pixel). Formulas shared by units are counted once."""
     num_units, num_labels = len(formulas), len(labels.category)
-    width = max(1, max(len(f) for f in formulas))
-    depth = max([len(g) for f in formulas for g in f] + [1])
-    slots = torch.full((num_units, width, depth), -1, dtype=torch.long)
-    ops = torch.full((num_units, width, max(depth - 1, 1)), -1, dtype=torch.long)
-    for k, unit_formulas in enumerate(formulas):
-        for b, g in enumerate(unit_formulas):
-            slots[k, b, : len(g)] = torch.tensor(g.labels, dtype=torch.long)
-            ops[k, b, : len(g.ops)] = torch.tensor(g.ops, dtype=torch.long)
+    table, index = _distinct(formulas)
+    depth = max(max(len(g) for g in table), 1)
+    slots = torch.full((len(table), depth), -1, dtype=torch.long)
+    ops = torch.full((len(table), max(depth - 1, 1)), -1, dtype=torch.long)
+    for f, g in enumerate(table):
+        slots[f, : len(g)] = torch.tensor(g.labels, dtype=torch.long)
+        ops[f, : len(g.ops)] = torch.tensor(g.ops, dtype=torch.long)
     used = torch.unique(slots[slots >= 0])
     remap = torch.zeros(num_labels + 1, dtype=torch.long)
     remap[used + 1] = torch.arange(1, len(used) + 1)
+    slots = remap[slots + 1]  # slot 0: every pixel (no label, or padding)
     thresholds_t = torch.as_tensor(np.asarray(thresholds), dtype=torch.float32)
-    counts = None
-    for chunk in image_chunks(batches, labels, num_units, chunk_bytes):
+    sums, width = None, index.shape[1]
+    for chunk in image_chunks(batches, labels, num_units, max(chunk_bytes // width, 1)):
         device = chunk[0].device
-        if counts is None:
-            counts = _zero_counts(num_units, width, num_labels, device)
-        chunk_slots = remap[slots + 1].to(device)
+        if sums is None:
+            sums = _zeros(num_units, width, len(table), num_labels, device)
         _count_chunk(
-            counts, chunk, chunk_slots, ops.to(device), used.to(device),
+            sums, chunk, (slots.to(device), ops.to(device)), index.to(device), used.to(device),
             tuple(mask_size), align_corners, thresholds_t, chunk_bytes,
         )  # fmt: skip
-    if counts is None:
+    if sums is None:
         raise ValueError("compexp: no labelled images to count")
-    return counts
+    index = index.to(sums.area.device)
+    return FormulaCounts(
+        sums.active, sums.inter, sums.area[index], sums.label_inter, sums.label_area[index]
+    )
 
 
 def candidate_iou(counts: FormulaCounts, atom_inter: torch.Tensor, atom_area: torch.Tensor):
