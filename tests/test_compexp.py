@@ -3,7 +3,9 @@
 
 import csv
 import json
+from types import SimpleNamespace
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from net2vec.analysis.compexp_report import CompExpRun, attach_formulas
 from net2vec.analysis.dissection_report import DissectionRun
 from net2vec.analysis.evaluation import analyse
 from net2vec.probes.compexp import explain_units
+from net2vec.probes.compexp_task import CompExpOutcome
 from net2vec.probes.formulas import AND, AND_NOT, OR, Formula, evaluate, length, parse
 from net2vec.run.pipeline import train
 
@@ -162,3 +165,39 @@ def test_netdissect_units_get_the_formula_of_the_same_layer(tmp_path):
     )
     attach_formulas([same, other], [explained])
     assert same.extra["formulas"] == {0: ("(a OR b)", 0.5)} and "formulas" not in other.extra
+
+
+def test_outcome_writes_logs_and_prints(tmp_path):
+    data = random_maps(seed=4)
+    result = search(data, length=2, beam=3)
+    settings = {"length": 2, "beam": 3, "complexity_penalty": None, "first_beam": 6}
+    outcome = CompExpOutcome(
+        result,
+        np.array(data.names),
+        data.thresholds,
+        np.zeros((8, 2), int),
+        np.zeros((8, 2)),
+        settings,
+    )
+    summary = outcome.write(tmp_path, {"network": "n", "layer": "l"}, {"compexp": 1.0}, {})
+    logged = {}
+    logger = SimpleNamespace(
+        log_metrics=logged.update, log_table=lambda key, columns, data: logged.update({key: data})
+    )
+    outcome.log(logger, summary)
+    assert (
+        logged["compexp/mean_iou"] == summary["compexp"]["mean_iou"]
+        and len(logged["formulas"]) == 8
+    )
+    assert "compexp n l: 8 units, length ≤ 2, beam 3" in outcome.terminal(summary)
+    with open(tmp_path / "formulas.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for unit, row in enumerate(rows):
+        assert brute_iou(data, row["formula"], unit) == pytest.approx(float(row["iou"]), abs=1e-6)
+        label_iou = brute_iou(data, f'"{row["label"]}"', unit)
+        assert label_iou == pytest.approx(float(row["label_iou"]), abs=1e-6)
+    with h5py.File(tmp_path / "compexp.h5") as h5:
+        assert h5["label_iou"].shape == (8, len(data.names)) and h5["best_by_length"].shape == (
+            8,
+            2,
+        )
