@@ -587,7 +587,7 @@ def test_launcher_plugins_compose(launcher, target):
     "args,fragments",
     [
         (["network=nope"], ["network='nope'", "alexnet", "planted"]),
-        (["-m", "task=seg,nope"], ["task='nope'", "cls, netdissect, seg"]),
+        (["-m", "task=seg,nope"], ["task='nope'", "cls, compexp, netdissect, seg"]),
         (["network=planted", "layer=nope"], ["layer='nope'", "conv5"]),
         (["probe.quantile=1.5"], ["probe.quantile=1.5"]),
         (["network=planted", "probe.subsets=[9999]"], ["F=9999", "K=64"]),
@@ -620,7 +620,7 @@ def test_group_choices_and_layers_are_checked_before_anything_runs(tmp_path):
     check_choices(
         CONF, ["network=planted", "task=seg,cls", "experiment=null", "probe.subsets=[1]", "+x=y"]
     )
-    with pytest.raises(ConfigError, match="expected one of cls, netdissect, seg"):
+    with pytest.raises(ConfigError, match="expected one of cls, compexp, netdissect, seg"):
         check_choices(CONF, ["task=seg,clss"])
     cfg = compose_config(tmp_path, "network=synthnet", "layer=conv2", "probe.subsets=[33]")
     with pytest.raises(ConfigError, match="K=32"):

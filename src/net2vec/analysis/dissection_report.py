@@ -97,6 +97,9 @@ def unit_strip(images: StoredImages, run: DissectionRun, unit: int, k: int, size
     ]
     mark = "" if row["detector"] == "True" else "  (below the detector threshold)"
     title = f"unit {unit}: {row['concept']} ({row['category']}), IoU {float(row['iou']):.3f}{mark}"
+    formula = run.extra.get("formulas", {}).get(unit)  # set by compexp_report.attach_formulas
+    if formula:
+        title += f"  |  formula {formula[0]}, IoU {formula[1]:.3f}"
     return strip(tiles, title)
 
 

@@ -17,6 +17,12 @@ from net2vec.analysis import embedding_figures as efig
 from net2vec.analysis import embeddings as emb
 from net2vec.analysis import figures as fig
 from net2vec.analysis import filters, scores, spaces, uncertainty, variants
+from net2vec.analysis.compexp_report import (
+    add_compexp_sections,
+    attach_formulas,
+    is_compexp_run,
+    load_compexp,
+)
 from net2vec.analysis.concept_images import add_fig4_images, add_fig8_section
 from net2vec.analysis.dissection_report import (
     add_dissection_sections,
@@ -229,15 +235,19 @@ def analyse(
     dissections: list[str | Path] = (),
     unit_images: int = 8,
     fig8_concepts: int = 4,
+    compexps: list[str | Path] = (),
 ) -> Report:
     """Every table and figure for ``runs`` (and the ``experiments`` run directories of
     experiments.py, and the ``dissections``: task=netdissect run directories) into ``out_dir``,
     with index.html; returns the Report."""
-    if not runs and not experiments and not dissections:
+    if not runs and not experiments and not dissections and not compexps:
         raise NoRunsError("no runs to evaluate: pass runs=[RUN_DIR,...] or sweep=MULTIRUN_DIR")
     report = Report(Path(out_dir))
     dissected = [load_dissection(path) for path in dissections]
+    explained = [load_compexp(path) for path in compexps]
+    attach_formulas(dissected, explained)
     add_dissection_sections(report, dissected, unit_images)
+    add_compexp_sections(report, explained, unit_images)
     if runs:
         _score_sections(report, runs)
         _filter_sections(report, runs, fig8_concepts)
@@ -245,7 +255,7 @@ def analyse(
     add_experiment_pages(report, list(experiments))
     report.write_html(
         runs=[f"{r.label}: {r.path}" for r in runs]
-        + [f"{d.label}: {d.path}" for d in dissected]
+        + [f"{d.label}: {d.path}" for d in dissected + explained]
         + [f"experiments: {e}" for e in experiments]
     )
     log.info("report: %s", report.out_dir / "index.html")
@@ -273,7 +283,12 @@ def evaluate(cfg: DictConfig) -> Report:
     dissections = [p for p in given if is_dissection_run(p)]
     if cfg.get("sweep") and Path(cfg.sweep).is_dir():
         dissections += sorted(str(p.parent) for p in Path(cfg.sweep).rglob("units.csv"))
-    probe_runs = [p for p in given if not is_experiments_run(p) and not is_dissection_run(p)]
+    compexps = [p for p in given if is_compexp_run(p)]
+    if cfg.get("sweep") and Path(cfg.sweep).is_dir():
+        compexps += sorted(str(p.parent) for p in Path(cfg.sweep).rglob("formulas.csv"))
+    probe_runs = [
+        p for p in given if not (is_experiments_run(p) or is_dissection_run(p) or is_compexp_run(p))
+    ]
     sweep = Path(cfg.sweep) if cfg.get("sweep") else None
     sweep_has_probes = sweep is not None and (not sweep.is_dir() or any(sweep.rglob("results.csv")))
     runs = load_runs(probe_runs, cfg.get("sweep") if sweep_has_probes else None)
@@ -290,6 +305,7 @@ def evaluate(cfg: DictConfig) -> Report:
         dissections=dissections,
         unit_images=int(cfg.get("unit_images", 8)),
         fig8_concepts=int(cfg.get("fig8_concepts", 4)),
+        compexps=compexps,
     )
     if cfg.get("logger") and is_wandb(cfg.logger):  # the report as a run in the runs' group
         log_to_wandb(
