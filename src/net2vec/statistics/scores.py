@@ -155,7 +155,8 @@ class Statistics:
         outcome.columns.update(
             {"q_all_gt_single": q_gt, "p_single_gt_all": p_lt, "q_single_gt_all": q_lt}
         )
-        better, worse = (q_gt <= self.fdr) & (lo > 0), (q_lt <= self.fdr) & (hi < 0)
+        better = significance.discovered(q_gt, self.fdr) & (lo > 0)
+        worse = significance.discovered(q_lt, self.fdr) & (hi < 0)
         info["concepts_all_gt_single_significant"] = int(better.sum())
         info["concepts_single_gt_all_significant"] = int(worse.sum())
         share = 100.0 * better.sum() / tested.sum() if tested.any() else float("nan")
@@ -220,7 +221,9 @@ class Statistics:
             outcome.columns[f"{prefix}null_{metric}_val"] = null.mean(0)
             outcome.columns[f"{prefix}p_null"] = p
             outcome.columns[f"{prefix}q_null"] = q
-            info[f"concepts_{prefix}above_null_significant"] = int((q <= self.fdr).sum())
+            info[f"concepts_{prefix}above_null_significant"] = int(
+                significance.discovered(q, self.fdr).sum()
+            )
         info["null_draws"] = self.null_draws
         info["null_smallest_p"] = 1.0 / (self.null_draws + 1)
 

@@ -5,6 +5,7 @@
   as not below, so a null that reproduces the observation never makes it "significant".
 - ``benjamini_hochberg``: q-values of a family of p-values (Benjamini & Hochberg 1995, step-up);
   NaN p-values (concepts left out, e.g. too few images) stay NaN and do not enlarge the family.
+- ``discovered``: q ≤ fdr, the rule of every "significant" count;
 - ``enough_images``: which concepts have enough validation images to be tested at all.
 - ``paired_t_p``: one-sided p-values of a paired difference (all − single) with its jackknife
   standard error and n − 1 degrees of freedom; a difference of 0 (within ``rtol``) gets p = 1.
@@ -39,6 +40,12 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
         ranked = flat[order] * tested.size / np.arange(1, tested.size + 1)
         q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
     return q.reshape(p.shape)
+
+
+def discovered(q: np.ndarray, fdr: float) -> np.ndarray:
+    """q ≤ fdr, with slack for the rounding of q = p · m / r (and of q written to results.csv);
+    False where q is NaN (not tested)."""
+    return np.asarray(q, dtype=np.float64) <= fdr * (1 + 1e-6)
 
 
 def enough_images(n_images: np.ndarray, minimum: int) -> np.ndarray:
