@@ -115,14 +115,24 @@ def interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.n
 def within_concept_permutation(concept: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """partner (P,): a random permutation of the pairs that maps each pair to one of its concept's."""
     base = np.argsort(concept, kind="stable")
-    shuffled = np.lexsort((rng.random(len(concept)), concept))
+    shuffled = np.argsort(concept + 0.5 * rng.random(len(concept)))  # random order within a concept
     partner = np.empty(len(concept), dtype=np.int64)
     partner[base] = shuffled
     return partner
 
 
+def as_words(bits: np.ndarray) -> np.ndarray:
+    """(P, words) uint64 view of bit-packed (P, bytes) rows, zero-padded to whole words (a
+    popcount then sums 8× fewer entries; the padding adds no bits)."""
+    bits = np.ascontiguousarray(bits, dtype=np.uint8)
+    pad = -bits.shape[1] % 8
+    if pad:
+        bits = np.concatenate([bits, np.zeros((bits.shape[0], pad), np.uint8)], axis=1)
+    return bits.view(np.uint64)
+
+
 def packed_intersections(pred_bits: np.ndarray, mask_bits: np.ndarray, partner: np.ndarray):
-    """|pred[p] ∩ mask[partner[p]]| for bit-packed (P, bytes) rows, in chunks of pairs."""
+    """|pred[p] ∩ mask[partner[p]]| for bit-packed (P, bytes or uint64 words) rows, in chunks."""
     out = np.empty(len(partner), dtype=np.int64)
     step = max(1, (1 << 26) // max(1, pred_bits.shape[1]))
     for start in range(0, len(partner), step):
@@ -145,6 +155,7 @@ def null_intersections(
     pred_bits, mask_bits: (P, bytes) np.packbits rows of the predicted and true masks; group (P,)."""
     rng = np.random.default_rng(seed)
     out = np.zeros((draws, num_groups))
+    pred_bits, mask_bits = as_words(pred_bits), as_words(mask_bits)
     for d in range(draws):
         inter = packed_intersections(pred_bits, mask_bits, within_concept_permutation(group, rng))
         out[d] = np.bincount(group, weights=inter, minlength=num_groups)
