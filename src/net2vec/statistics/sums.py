@@ -6,7 +6,8 @@ Every validation score is a function of per-concept sums over images (docs/stati
 - classification: balanced accuracy from the summed tp, tn and the positives / negatives.
 
 :class:`EvidenceSums` holds the per-entry terms (one entry per pair for seg, per (image,
-concept) for cls) in float64 and evaluates the scores from them three ways: on all images (the
+concept) for cls) as integer counts (uint8 for cls: N × C per head), sums them in float64 and
+evaluates the scores from the sums three ways: on all images (the
 observed score written to results.csv), on bootstrap-reweighted images and with one image left
 out (the jackknife). One path and one precision, so a null draw or a resample that reproduces the
 observation gives exactly the observed value.
@@ -20,7 +21,7 @@ from net2vec.statistics import bootstrap as bs
 
 
 class EvidenceSums:
-    """Per-entry terms of every score of one run (``probes.evidence`` layout), float64."""
+    """Per-entry terms of every score of one run (``probes.evidence`` layout), summed in float64."""
 
     def __init__(self, task: str, evidence: dict, num_concepts: int) -> None:
         self.task, self.num_concepts = task, int(num_concepts)
@@ -32,20 +33,20 @@ class EvidenceSums:
             self.concept = np.asarray(evidence["concept"], dtype=np.int64)
             self.num_images = int(self.image.max(initial=-1)) + 1
             for name, (inter, union) in evidence["counts"].items():
-                self.values[f"{name}/inter"] = np.asarray(inter, dtype=np.float64)
-                self.values[f"{name}/union"] = np.asarray(union, dtype=np.float64)
+                self.values[f"{name}/inter"] = np.asarray(inter, dtype=np.int64)
+                self.values[f"{name}/union"] = np.asarray(union, dtype=np.int64)
                 self.scores[name] = (f"{name}/inter", f"{name}/union")
         else:
             labels = np.asarray(evidence["labels"], dtype=bool)
             self.num_images = labels.shape[0]
             self.image = np.repeat(np.arange(self.num_images), labels.shape[1])
             self.concept = np.tile(np.arange(labels.shape[1]), self.num_images)
-            self.values["pos"] = labels.ravel().astype(np.float64)
-            self.values["neg"] = (~labels).ravel().astype(np.float64)
+            self.values["pos"] = labels.ravel().astype(np.uint8)
+            self.values["neg"] = (~labels).ravel().astype(np.uint8)
             for name, pred in evidence["preds"].items():
                 pred = np.asarray(pred, dtype=bool)
-                self.values[f"{name}/tp"] = (pred & labels).ravel().astype(np.float64)
-                self.values[f"{name}/tn"] = (~pred & ~labels).ravel().astype(np.float64)
+                self.values[f"{name}/tp"] = (pred & labels).ravel().astype(np.uint8)
+                self.values[f"{name}/tn"] = (~pred & ~labels).ravel().astype(np.uint8)
                 self.scores[name] = f"{name}/"
 
     @property
@@ -93,5 +94,8 @@ class EvidenceSums:
     def leave_one_out(self, name: str) -> np.ndarray:
         """(E,) θ₍ᵢ₎ of every entry (image i, concept c): the score with image i's terms removed."""
         totals = self.totals()
-        sums = {key: totals[key][self.concept] - values for key, values in self.values.items()}
+        sums = {
+            key: totals[key][self.concept] - values.astype(np.float64)
+            for key, values in self.values.items()
+        }
         return self.score(name, sums, np.nan)
