@@ -58,7 +58,7 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=250_000)
     p.add_argument("--mask-side", type=int, default=113)
     p.add_argument("--resamples", type=int, default=1000)
-    p.add_argument("--draws", type=int, default=5)
+    p.add_argument("--draws", type=int, default=99)
     args = p.parse_args()
     if args.small:
         args.images, args.pairs = 3000, 30_000

@@ -1,11 +1,12 @@
-"""Bootstrap intervals, paired comparisons and shuffled-mask nulls against brute-force NumPy."""
+"""Bootstrap resamples, BCa intervals and shuffled-mask nulls against brute-force NumPy and SciPy."""
 
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from net2vec.statistics import bootstrap as bs
-from net2vec.statistics import significance
+from net2vec.statistics import intervals, significance
 from net2vec.statistics.accuracy import balanced_accuracy
 
 
@@ -83,30 +84,68 @@ def test_intervals_cover_a_known_iou_at_about_the_nominal_rate():
     assert 0.91 <= coverage <= 0.99, coverage
 
 
-def test_paired_bootstrap_gives_one_half_for_identical_predictions():
+def test_jackknife_moments_match_a_brute_force_leave_one_out():
+    """Sparse deltas (only the concept's images change θ) give the dense jackknife's moments."""
     rng = np.random.default_rng(3)
-    samples = rng.random((200, 8))
-    assert np.array_equal(bs.p_greater(samples, samples.copy()), np.full(8, 0.5))
+    n, c = 30, 5
+    image, concept, inter, union = sparse_pairs(rng, n, c, density=0.5)
+    total_i, total_u = np.bincount(concept, inter, c), np.bincount(concept, union, c)
+    theta = total_i / total_u
+    delta = (total_i[concept] - inter) / (total_u[concept] - union) - theta[concept]
+    second, third = intervals.jackknife_moments(delta, concept, c, n)
+    dense = np.zeros((n, c))
+    for k in range(c):
+        for i in range(n):
+            keep = (image != i) & (concept == k)
+            dense[i, k] = inter[keep].sum() / union[keep].sum() - theta[k]
+    d = dense.mean(0) - dense
+    assert np.allclose(second, (d**2).sum(0)) and np.allclose(third, (d**3).sum(0))
+    assert np.allclose(intervals.dense_moments(dense)[0], second)
 
 
-def test_paired_bootstrap_is_calibrated_for_exchangeable_predictors():
-    """Two predictors of the same quality, each noisy on its own: P(a > b) ≈ ½ on average."""
-    rng = np.random.default_rng(4)
-    n, c = 200, 300
-    union = rng.poisson(30, size=(n, c)) + 1
-    inter_a, inter_b = rng.binomial(union, 0.4), rng.binomial(union, 0.4)
-    image, concept = np.nonzero(np.ones((n, c), bool))
+def test_bca_interval_agrees_with_scipy():
+    """The ratio Σ i / Σ u on 40 images: our BCa (jackknife acceleration) against SciPy's."""
+    rng = np.random.default_rng(11)
+    n = 40
+    union = rng.lognormal(3, 1, n).round() + 1
+    inter = rng.binomial(union.astype(int), 0.3).astype(float)
+    image, concept = np.arange(n), np.zeros(n, int)
     matrices = {
-        name: bs.count_matrix(image, concept, values[image, concept], n, c)
-        for name, values in (("a", inter_a), ("b", inter_b), ("u", union))
+        "i": bs.count_matrix(image, concept, inter, n, 1),
+        "u": bs.count_matrix(image, concept, union, n, 1),
     }
-    scores = {"a": bs.iou_of("a", "u"), "b": bs.iou_of("b", "u")}
-    samples = bs.bootstrap(matrices, scores, n, 500, seed=1)
-    p = bs.p_greater(samples["a"], samples["b"])
-    assert abs(p.mean() - 0.5) < 0.05
-    assert np.mean(p >= 0.975) < 0.08  # about 2.5 % reach "significant" by chance
-    better = bs.p_greater(samples["a"] * 0 + 1, samples["b"])  # a strictly better everywhere
-    assert np.all(better == 1.0)
+    samples = bs.bootstrap(matrices, {"r": bs.iou_of("i", "u")}, n, 20000, seed=1)["r"]
+    estimate = np.array([inter.sum() / union.sum()])
+    delta = (inter.sum() - inter) / (union.sum() - union) - estimate[0]
+    accel = intervals.acceleration(*intervals.jackknife_moments(delta, concept, 1, n))
+    lo, hi = intervals.bca_interval(samples, estimate, accel, 0.95)
+    reference = stats.bootstrap(
+        (inter, union),
+        lambda i, u: i.sum() / u.sum(),
+        paired=True,
+        vectorized=False,
+        n_resamples=20000,
+        method="BCa",
+        rng=np.random.default_rng(2),
+    ).confidence_interval
+    width = reference.high - reference.low
+    assert abs(lo[0] - reference.low) < 0.05 * width and abs(hi[0] - reference.high) < 0.05 * width
+    percentile = bs.interval(samples)
+    assert not np.isclose(percentile[0][0], lo[0], rtol=1e-3)  # the correction does something
+
+
+def test_bca_interval_contains_the_estimate_and_widens_for_small_samples():
+    rng = np.random.default_rng(12)
+    samples = rng.normal(1.0, 0.1, (1000, 3))
+    estimate = np.array([1.0, 0.2, 5.0])  # inside; every resample above it; every one below
+    lo, hi = intervals.bca_interval(samples, estimate, np.zeros(3))
+    assert np.all((lo <= estimate) & (estimate <= hi))
+    wide = intervals.bca_interval(samples, estimate, np.zeros(3), sizes=np.array([10, 10, 10]))
+    assert wide[0][0] < lo[0] and wide[1][0] > hi[0]
+    big = intervals.bca_interval(samples, estimate, np.zeros(3), sizes=np.array([10**6] * 3))
+    assert np.allclose(big[0], lo, atol=1e-3)
+    nan = intervals.bca_interval(np.full((5, 1), np.nan), np.array([0.3]), np.zeros(1))
+    assert np.isnan(nan[0]).all() and np.isnan(nan[1]).all()
 
 
 def test_within_concept_permutation_keeps_each_pair_in_its_concept():
@@ -179,6 +218,5 @@ def test_resamples_without_the_concept_are_left_out():
     assert 0.2 < missing.mean() < 0.55  # (1 - 1/30)^30 ≈ 0.36
     assert np.all(samples["zero"][missing, 0] == 0)
     lo, hi = bs.interval(samples["iou"])
-    assert lo[0] == pytest.approx(0.4) and hi[0] == pytest.approx(0.4)
-    p = bs.p_greater(samples["iou"], samples["iou"] * 0.5)
-    assert p[0] == 1.0 and np.isnan(bs.p_greater(np.full((3, 1), np.nan), np.ones((3, 1))))[0]
+    assert lo[0] == pytest.approx(0.4) and hi[0] == pytest.approx(0.4)  # one image: no spread
+    assert samples["iou"].dtype == np.float64

@@ -162,8 +162,10 @@ def test_ablating_the_most_tied_units_hurts_the_class_more(synthnet):
     )
     assert mean("class_probability", "most") < mean("class_probability", "least")
     # all-class agreement is not specific to the class: with synthnet's per-location head the
-    # least tied units matter more to the other scenes (measured 0.94 most vs 0.81 least)
-    assert 0.0 <= mean("agreement", "most") <= 1.0
+    # least tied units matter more to the other scenes (measured 0.94 most vs 0.81 least); either
+    # ablation changes some image's top class, and neither changes most of them
+    for which in ("most", "least"):
+        assert 0.5 < mean("agreement", which) < 1.0, (which, table.rows)
     none = [r for r in rows if r["removed"] == "none"][0]
     assert none["agreement"] == 1.0 and none["top_class_drop"] == 0.0
     assert info["images"] > 0 and len(info["tied_concepts"]) == 3

@@ -7,7 +7,7 @@ import pytest
 
 from net2vec import analysis
 from net2vec.analysis import uncertainty
-from net2vec.analysis.figures import error_bars
+from net2vec.analysis.figures import difference_figure, error_bars
 from net2vec.probes.outcome import ProbeOutcome
 from net2vec.run.outputs import write_outputs
 from net2vec.statistics.scores import Statistics
@@ -64,7 +64,7 @@ def seed_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("seeds")
     for seed, baseline in ((0, None), (1, None), (2, None), (0, "random_init")):
         outcome = evidence_outcome(np.random.default_rng([seed, baseline is None]))
-        Statistics(resamples=300, null_draws=5).annotate(outcome)
+        Statistics(resamples=300, null_draws=19).annotate(outcome)
         config = {"network": "synthnet", "layer": "conv5", "task": "seg", "seed": seed}
         config["baseline"] = baseline
         run_dir = root / f"{seed}-{baseline}"
@@ -88,17 +88,44 @@ def test_significance_and_table1_match_the_columns(seed_runs):
     table = uncertainty.significance_table(seed_runs)
     table1 = analysis.table1(seed_runs)
     for run, record in zip(seed_runs, table.records()):
-        p = run.results["p_all_gt_single"]
-        assert record["all_gt_single_significant"] == int((p >= 0.975).sum())
-        assert record["single_gt_all_significant"] == int((p <= 0.025).sum())
-        assert record["percent_lo"] <= record["percent_all_ge_single"] + 1e-9 or True
-        above = run.results["iou_val"] > run.results["null_iou_val"]
-        assert record["above_null_mean"] == int(above.sum())
+        r, stats = run.results, run.summary["statistics"]
+        better = (r["q_all_gt_single"] <= 0.05 + 1e-7) & (r["diff_val_lo"] > 0)
+        assert record["all_gt_single_significant"] == int(better.sum())
+        assert record["all_gt_single_significant"] == stats["concepts_all_gt_single_significant"]
+        assert record["single_gt_all_significant"] == stats["concepts_single_gt_all_significant"]
+        assert record["percent_lo"] <= record["percent_all_ge_single"] <= record["percent_hi"]
+        assert record["above_null_significant"] == int(np.sum(r["q_null"] <= 0.05 + 1e-7))
+        assert record["above_null_significant"] == stats["concepts_above_null_significant"]
+        assert record["tested"] + record["below_min_images"] == len(run.concepts)
     first = next(r for r in seed_runs if r.label == "synthnet/conv5/seg")
     row = table1.where(network="synthnet").records()[0]
-    p = first.results["p_all_gt_single"]
-    assert row["seg_percent_significant"] == pytest.approx(100 * np.mean(p >= 0.975))
+    r = first.results
+    better = (r["q_all_gt_single"] <= 0.05 + 1e-7) & (r["diff_val_lo"] > 0)
+    tested = np.isfinite(r["p_all_gt_single"])
+    assert better.sum() > 0  # all filters (0.6 quality) beat the single filter (0.3)
+    assert row["seg_percent_significant"] == pytest.approx(100 * better.sum() / tested.sum())
     assert row["seg_percent_lo"] == first.summary["statistics"]["percent_all_ge_single_lo"]
+
+
+def test_too_few_images_leave_a_concept_out_of_every_count(tmp_path):
+    outcome = evidence_outcome(np.random.default_rng(3))
+    outcome.n_val = np.array([2, 30, 30, 30, 30, 30])
+    Statistics(resamples=200, null_draws=19).annotate(outcome)
+    write_outputs(outcome, tmp_path, {"network": "n", "layer": "l", "task": "seg"}, {}, {}, {})
+    (run,) = analysis.load_runs([tmp_path])
+    assert np.isnan(run.results["q_all_gt_single"][0]) and np.isnan(run.results["q_null"][0])
+    record = uncertainty.significance_table([run]).records()[0]
+    assert record["tested"] == 5 and record["below_min_images"] == 1
+    assert record["all_gt_single_significant"] <= 5 and record["above_null_significant"] <= 5
+    differences = uncertainty.difference_table([run])
+    assert len(differences) == 5 and "sky" not in differences["concept"]
+    assert set(differences["significant"]) <= {"all", "single", ""}
+    assert len(error_bars_figure_axes(run)) == 1
+
+
+def error_bars_figure_axes(run):
+    figure = difference_figure([run])
+    return [ax for ax in figure.axes if ax.get_visible()]
 
 
 def test_category_scores_and_curves_carry_the_bootstrap_bounds(seed_runs):
@@ -144,4 +171,4 @@ def test_report_has_the_uncertainty_section(seed_runs, tmp_path, capsys):
     with open(tmp_path / "seeds_by_category.csv") as handle:
         assert "all_sd" in next(csv.reader(handle))
     lines = uncertainty.summary_lines(seed_runs)
-    assert len(lines) == 4 and "significantly all > single" in lines[0]
+    assert len(lines) == 4 and "significantly all > single" in lines[0] and "q <= 0.05" in lines[0]

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 
 from net2vec.analysis.runs import Run  # noqa: E402
 from net2vec.analysis.table import Table  # noqa: E402
-from net2vec.analysis.uncertainty import smallest_p  # noqa: E402
+from net2vec.analysis.uncertainty import above_null, fdr_of, significant, tested  # noqa: E402
 
 NAMES = {"seg": "set IoU", "cls": "balanced accuracy"}
 
@@ -140,9 +140,10 @@ def null_figure(runs: list[Run]) -> plt.Figure:
                 continue
             null = run.results[f"{prefix}null_{metric}_val"]
             score = run.results[f"{prefix}{metric}_val"]
-            low_p = run.results[f"{prefix}p_null"] <= smallest_p(run)
+            low_p = above_null(run, prefix)
+            low_p = np.zeros(len(null), bool) if low_p is None else low_p
             ax.scatter(
-                null[low_p], score[low_p], s=10, c=colour, label=f"{label}: above every draw"
+                null[low_p], score[low_p], s=10, c=colour, label=f"{label}: q ≤ {fdr_of(run):g}"
             )
             ax.scatter(
                 null[~low_p],
@@ -158,6 +159,34 @@ def null_figure(runs: list[Run]) -> plt.Figure:
         ax.set_ylabel(f"val {NAMES.get(run.task, run.task)}")
         ax.set_title(run.label)
     axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def difference_figure(runs: list[Run]) -> plt.Figure:
+    """Per run: every tested concept's all − single with its interval, sorted; coloured where it
+    is significant (q ≤ fdr and the interval on one side of 0)."""
+    usable = [r for r in runs if significant(r) is not None and tested(r).any()]
+    fig, axes = grid(max(1, len(usable)))
+    for ax, run in zip(axes, usable):
+        chosen = np.flatnonzero(tested(run))
+        diff = run.results["diff_val"][chosen]
+        order = np.argsort(diff, kind="stable")
+        lo, hi = (
+            run.results["diff_val_lo"][chosen][order],
+            run.results["diff_val_hi"][chosen][order],
+        )
+        better, worse = (s[chosen][order] for s in significant(run))
+        x, y = np.arange(len(order)), diff[order]
+        colour = np.where(better, "tab:blue", np.where(worse, "crimson", "grey"))
+        ax.vlines(x, lo, hi, colors=colour, lw=0.8, alpha=0.6)
+        ax.scatter(x, y, s=6, c=colour)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlabel(
+            f"tested concepts, sorted ({int(better.sum())} all, {int(worse.sum())} single)"
+        )
+        ax.set_ylabel(f"all − single val {NAMES.get(run.task, run.task)}")
+        ax.set_title(run.label)
     fig.tight_layout()
     return fig
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from net2vec.analysis.runs import Run
 from net2vec.analysis.table import Table, mean_se
-from net2vec.analysis.uncertainty import significant
+from net2vec.analysis.uncertainty import significant, tested
+from net2vec.statistics.scores import all_ge_single
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ def _valid(run: Run) -> np.ndarray:
 def percent_all_ge_single(run: Run) -> float:
     """% of concepts whose all-filter score is >= their best single filter's."""
     ok = _valid(run)
-    return float(100.0 * np.mean(run.all[ok] >= run.single[ok])) if ok.any() else float("nan")
+    if not ok.any():
+        return float("nan")
+    return float(100.0 * np.mean(all_ge_single(run.all[ok], run.single[ok])))
 
 
 def table1(runs: list[Run]) -> Table:
@@ -58,11 +61,11 @@ def table1(runs: list[Run]) -> Table:
 
 
 def percent_intervals(run: Run) -> list:
-    """Bootstrap interval of the share all >= single and the share all > single significantly
-    (p_all_gt_single at the run's level); None where the run has no statistics."""
+    """BCa interval of the share all >= single and the % of tested concepts where all filters are
+    significantly better (q_all_gt_single <= fdr, interval above 0); None without statistics."""
     stats = run.summary.get("statistics") or {}
-    sig = significant(run)
-    share = float(100.0 * sig[0].mean()) if sig is not None and len(sig[0]) else None
+    sig, chosen = significant(run), tested(run)
+    share = float(100.0 * sig[0].sum() / chosen.sum()) if sig is not None and chosen.any() else None
     return [stats.get("percent_all_ge_single_lo"), stats.get("percent_all_ge_single_hi"), share]
 
 

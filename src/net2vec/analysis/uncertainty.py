@@ -1,9 +1,12 @@
-"""Uncertainty over runs: significance counts, scores against their nulls, seed-to-seed spread.
+"""Uncertainty over runs: significance counts, effect sizes, scores against their nulls, seeds.
 
-Reads what ``net2vec.statistics.scores`` wrote: the ``<score>_lo``/``_hi``, ``p_all_gt_single``,
-``null_<metric>_val`` and ``p_null`` columns of results.csv and the ``statistics`` block of
-summary.json. Runs that differ only in ``seed`` (``python train.py -m seed=0,1,2``) are summarised
-as mean ± sd over seeds per concept and per category, beside the bootstrap intervals.
+Reads what ``net2vec.statistics.scores`` wrote (docs/statistics.md): the ``<score>_lo``/``_hi``,
+``diff_val``/``_lo``/``_hi``, ``p_``/``q_all_gt_single``, ``p_``/``q_single_gt_all``,
+``null_<metric>_val``, ``p_null``/``q_null`` columns of results.csv and the ``statistics`` block of
+summary.json. A concept is "significantly better with all filters" when q_all_gt_single ≤ fdr and
+its all − single interval lies above 0; concepts with fewer than ``min_images`` validation images
+have empty p and q cells and are never counted. Runs that differ only in ``seed`` are summarised as
+mean ± sd over seeds per concept and per category, beside the bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -15,98 +18,117 @@ import numpy as np
 
 from net2vec.analysis.runs import Run
 from net2vec.analysis.table import Table
+from net2vec.statistics.scores import all_ge_single
+from net2vec.statistics.significance import discovered
 
-LEVEL = 0.95
+FDR = 0.05
+
+
+def fdr_of(run: Run) -> float:
+    """The run's stats.fdr (0.05 for runs that do not record it)."""
+    return float((run.summary.get("statistics") or {}).get("fdr", FDR))
 
 
 def significant(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
-    """(all > single, single > all) per concept at the run's bootstrap level; None without p."""
-    p = run.results.get("p_all_gt_single")
-    if p is None:
+    """(all > single, single > all) per concept, FDR-controlled and with the difference's interval
+    on one side of 0; None for runs without q-values."""
+    r, fdr = run.results, fdr_of(run)
+    if "q_all_gt_single" not in r or "diff_val_lo" not in r:
         return None
-    tail = (1.0 - float(run.summary.get("statistics", {}).get("level", LEVEL))) / 2
-    return p >= 1.0 - tail, p <= tail
+    better = discovered(r["q_all_gt_single"], fdr) & (r["diff_val_lo"] > 0)
+    worse = discovered(r["q_single_gt_all"], fdr) & (r["diff_val_hi"] < 0)
+    return better, worse
+
+
+def tested(run: Run) -> np.ndarray:
+    """Concepts that were tested (enough validation images: a p-value in the cell)."""
+    p = run.results.get("p_all_gt_single", run.results.get("p_null"))
+    return np.isfinite(p) if p is not None else np.zeros(len(run.concepts), bool)
+
+
+def above_null(run: Run, prefix: str = "") -> np.ndarray | None:
+    """Concepts whose score beats the shuffled-mask null at the run's FDR (q_null ≤ fdr)."""
+    q = run.results.get(f"{prefix}q_null")
+    return None if q is None else discovered(q, fdr_of(run))
+
+
+def _count(values: np.ndarray | None) -> int | None:
+    return None if values is None else int(values.sum())
 
 
 def significance_table(runs: list[Run]) -> Table:
-    """Per run: raw share all ≥ single with its interval, and the significant counts both ways."""
+    """Per run: share all ≥ single with its BCa interval; FDR-controlled significant counts both
+    ways and against the nulls; the median and mean all − single over tested concepts."""
     rows = []
     for run in runs:
         sig = significant(run)
         if sig is None:
             continue
-        stats = run.summary.get("statistics", {})
-        metric = run.metric
-        above = {
-            prefix: int(
-                np.sum(
-                    run.results[f"{prefix}{metric}_val"] > run.results[f"{prefix}null_{metric}_val"]
-                )
-            )
-            if f"{prefix}null_{metric}_val" in run.results
-            else None
-            for prefix in ("", "single_")
-        }
+        stats, chosen = run.summary.get("statistics", {}), tested(run)
+        valid = np.isfinite(run.all) & np.isfinite(run.single)
+        share = float(100 * np.mean(all_ge_single(run.all[valid], run.single[valid])))
+        diff = run.results["diff_val"][chosen & np.isfinite(run.results["diff_val"])]
         rows.append(
-            [
-                run.network,
-                run.layer,
-                run.task,
-                len(run.concepts),
-                float(100 * np.mean(run.all >= run.single)),
-                stats.get("percent_all_ge_single_lo"),
-                stats.get("percent_all_ge_single_hi"),
-                int(sig[0].sum()),
-                int(sig[1].sum()),
-                stats.get("concepts_above_every_null_draw"),
-                stats.get("concepts_single_above_every_null_draw"),
-                above[""],
-                above["single_"],
-            ]
+            [run.network, run.layer, run.task, len(run.concepts), int(chosen.sum())]
+            + [int((~chosen).sum()), fdr_of(run), share]
+            + [stats.get("percent_all_ge_single_lo"), stats.get("percent_all_ge_single_hi")]
+            + [int(sig[0].sum()), int(sig[1].sum())]
+            + [_count(above_null(run)), _count(above_null(run, "single_"))]
+            + [float(np.median(diff)) if len(diff) else None]
+            + [float(np.mean(diff)) if len(diff) else None]
         )
-    columns = ["network", "layer", "task", "concepts", "percent_all_ge_single", "percent_lo"]
-    columns += ["percent_hi", "all_gt_single_significant", "single_gt_all_significant"]
-    columns += ["above_every_null_draw", "single_above_every_null_draw"]
-    columns += ["above_null_mean", "single_above_null_mean"]
+    columns = ["network", "layer", "task", "concepts", "tested", "below_min_images", "fdr"]
+    columns += ["percent_all_ge_single", "percent_lo", "percent_hi"]
+    columns += ["all_gt_single_significant", "single_gt_all_significant"]
+    columns += ["above_null_significant", "single_above_null_significant"]
+    columns += ["diff_median", "diff_mean"]
     return Table(columns, rows)
 
 
-def smallest_p(run: Run) -> float:
-    """1 / (draws + 1), the p_null of a score above every null draw (+ rounding slack)."""
-    draws = int((run.summary.get("statistics") or {}).get("null_draws", 5))
-    return 1.0 / (draws + 1) + 1e-6
+def difference_table(runs: list[Run]) -> Table:
+    """Per run and tested concept: all − single with its interval and which way it is significant
+    (the distribution of effect sizes behind the counts)."""
+    rows = []
+    for run in runs:
+        sig = significant(run)
+        if sig is None:
+            continue
+        r = run.results
+        for i in np.flatnonzero(tested(run)):
+            way = "all" if sig[0][i] else "single" if sig[1][i] else ""
+            rows.append(
+                [run.network, run.layer, run.task, str(run.concepts[i]), str(run.categories[i])]
+                + [float(r["diff_val"][i]), float(r["diff_val_lo"][i]), float(r["diff_val_hi"][i])]
+                + [float(r["q_all_gt_single"][i]), float(r["q_single_gt_all"][i]), way]
+            )
+    columns = ["network", "layer", "task", "concept", "category", "diff_val", "diff_val_lo"]
+    columns += ["diff_val_hi", "q_all_gt_single", "q_single_gt_all", "significant"]
+    return Table(columns, rows)
 
 
 def null_table(runs: list[Run]) -> Table:
-    """Per run and category: mean learned / single-filter score and the mean of its null."""
+    """Per run and category: mean learned / single-filter score, the mean of its null, and the
+    concepts above it at the run's FDR."""
     rows = []
     for run in runs:
         metric = run.metric
         if f"null_{metric}_val" not in run.results:
             continue
-        null, single_null = (
-            run.results[f"null_{metric}_val"],
-            run.results.get(f"single_null_{metric}_val", np.full(len(run.concepts), np.nan)),
-        )
-        p = run.results["p_null"]
+        nan = np.full(len(run.concepts), np.nan)
+        null = run.results[f"null_{metric}_val"]
+        single_null = run.results.get(f"single_null_{metric}_val", nan)
+        above = above_null(run)
+        above = np.zeros(len(null), bool) if above is None else above
         for category in sorted(set(run.categories.tolist())) + ["all"]:
-            chosen = np.ones(len(p), bool) if category == "all" else run.categories == category
+            chosen = np.ones(len(null), bool) if category == "all" else run.categories == category
             rows.append(
-                [
-                    run.network,
-                    run.layer,
-                    run.task,
-                    category,
-                    int(chosen.sum()),
-                    float(run.all[chosen].mean()),
-                    float(null[chosen].mean()),
-                    float(run.single[chosen].mean()),
-                    float(single_null[chosen].mean()),
-                    int((p[chosen] <= smallest_p(run)).sum()),
-                ]
+                [run.network, run.layer, run.task, category, int(chosen.sum())]
+                + [float(run.all[chosen].mean()), float(null[chosen].mean())]
+                + [float(run.single[chosen].mean()), float(single_null[chosen].mean())]
+                + [int((above & chosen).sum())]
             )
     columns = ["network", "layer", "task", "category", "n", "all_mean", "null_mean"]
-    columns += ["single_mean", "single_null_mean", "above_every_null_draw"]
+    columns += ["single_mean", "single_null_mean", "above_null_significant"]
     return Table(columns, rows)
 
 
@@ -186,13 +208,14 @@ def seed_categories(runs: list[Run]) -> Table:
 
 
 def summary_lines(runs: list[Run]) -> list[str]:
-    """One terminal line per run with significance columns."""
+    """One terminal line per run with its FDR-controlled significance counts."""
     lines = []
     for record in significance_table(runs).records():
         lines.append(
             f"{record['network']}/{record['layer']}/{record['task']}: all >= single for "
             f"{record['percent_all_ge_single']:.1f} % of {record['concepts']} concepts; "
+            f"of {record['tested']} tested ({record['below_min_images']} too few images), "
             f"significantly all > single {record['all_gt_single_significant']}, "
-            f"single > all {record['single_gt_all_significant']}"
+            f"single > all {record['single_gt_all_significant']} (q <= {record['fdr']:g})"
         )
     return lines

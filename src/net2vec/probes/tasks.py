@@ -6,6 +6,8 @@ num_filters, …, mask=, subsets=, all_filters_head=)``. :meth:`ProbeTask.run` i
 tasks share (docs/method.md §3–5): build the data, score the single filter, fit the all-filter
 probe (cached), then every top-F subset at once (one head per F, masks from the all-filter |w|),
 and gather a :class:`net2vec.run.outputs.ProbeOutcome`. Subclasses fill in the steps that differ.
+Every validation score of the outcome is recomputed in float64 from the per-image evidence
+(``evidence_scores``), the sums its intervals, tests and nulls use (docs/statistics.md).
 A new task is one subclass (or any class with ``name``, ``metric`` and ``run``) and one yaml file.
 """
 
@@ -21,6 +23,7 @@ from net2vec.probes.fitting import Fitter
 from net2vec.probes.outcome import ProbeOutcome
 from net2vec.probes.single_filter import single_filter_seg
 from net2vec.probes.subsets import check_subsets, subset_masks, top_filters
+from net2vec.statistics.sums import EvidenceSums
 
 
 class ProbeTask:
@@ -112,6 +115,16 @@ def subset_parts(module, weights_all: np.ndarray, subsets: list[int]) -> dict:
     }
 
 
+def evidence_scores(task: str, evidence: dict, num_concepts: int, parts: dict) -> dict:
+    """Validation scores (C,) float64 of every evidence column, from the per-image sums; the
+    subsets' ``score_val`` are replaced in ``parts`` (the probes' float32 metrics agree to ~1e-6)."""
+    observed = EvidenceSums(task, evidence, num_concepts).observed()
+    metric = "iou" if task == "seg" else "acc"
+    for size, part in parts.items():
+        part["score_val"] = observed.get(f"{metric}_val_F{size}", part["score_val"])
+    return observed
+
+
 class SegmentationTask(ProbeTask):
     """Segmentation (docs/method.md §3): concepts with pixel-level annotation, set IoU."""
 
@@ -190,6 +203,7 @@ class SegmentationTask(ProbeTask):
                 part[key] = part[key][keep]
         if probe.hparams.head != "linear":  # concept vectors are defined for the linear head only
             weights = np.zeros_like(weights)
+        observed = evidence_scores("seg", evidence, len(keep), parts)
         return ProbeOutcome(
             task="seg",
             names=concepts.names[keep],
@@ -200,9 +214,9 @@ class SegmentationTask(ProbeTask):
             single_filter=single.best[keep],
             single_scores={
                 "single_iou_train": single.best_iou_train[keep],
-                "single_iou_val": single.best_iou_val[keep],
+                "single_iou_val": observed["single_iou_val"],
             },
-            score_val=probe.val_iou[0][keep],
+            score_val=observed["iou_val"],
             weights=weights[keep].astype(np.float32),
             bias=np.zeros(len(keep), np.float32),
             subsets=parts,
@@ -257,6 +271,7 @@ class ClassificationTask(ProbeTask):
         listed: list[int],
         evidence: dict,
     ) -> ProbeOutcome:
+        observed = evidence_scores("cls", evidence, concepts.num_concepts, parts)
         single = parts[1] if 1 in listed else parts.pop(1)
         if 1 not in listed:
             evidence["preds"].pop("acc_val_F1")
@@ -268,8 +283,8 @@ class ClassificationTask(ProbeTask):
             n_train=concepts.n_train,
             n_val=concepts.n_val,
             single_filter=single["filters"][:, 0],
-            single_scores={"single_acc_val": single["score_val"]},
-            score_val=probe.val_acc[0],
+            single_scores={"single_acc_val": observed["single_acc_val"]},
+            score_val=observed["acc_val"],
             weights=weights.astype(np.float32),
             bias=probe.bias[0].detach().cpu().numpy().astype(np.float32),
             subsets=parts,

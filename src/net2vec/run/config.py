@@ -6,10 +6,14 @@ from omegaconf import DictConfig
 
 from net2vec.common.errors import ConfigError
 from net2vec.probes.subsets import check_subsets
+from net2vec.statistics.scores import check_settings
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Fail fast on values that would otherwise fail late or silently (task, τ, subsets, layer)."""
+    """Fail fast on values that would otherwise fail late or silently (task, τ, subsets, layer,
+    stats: checked here, before the probes train, although Statistics runs after them)."""
+    if cfg.get("stats") is not None:
+        check_settings(**{k: v for k, v in cfg.stats.items() if k != "_target_"})
     quantile = cfg.probe.quantile
     if not isinstance(quantile, (int, float)) or not 0.0 < float(quantile) < 1.0:
         raise ConfigError(f"probe.quantile={quantile!r}: τ must lie strictly between 0 and 1")

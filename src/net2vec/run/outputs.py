@@ -16,7 +16,7 @@ import numpy as np
 from net2vec.common.cache import atomic_path
 from net2vec.common.versions import package_versions
 from net2vec.probes.outcome import ProbeOutcome
-from net2vec.statistics.scores import category_masks
+from net2vec.statistics.scores import all_ge_single, category_masks
 
 
 def results_rows(outcome: ProbeOutcome) -> tuple[list[str], list[list]]:
@@ -52,7 +52,7 @@ def results_rows(outcome: ProbeOutcome) -> tuple[list[str], list[list]]:
 
 def _plain(value):
     if isinstance(value, (np.floating, float)):
-        return f"{float(value):.6g}"
+        return f"{float(value):.6g}" if np.isfinite(value) else ""  # empty: not computed
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, bytes):
@@ -105,7 +105,8 @@ def category_means(outcome: ProbeOutcome) -> dict[str, dict[str, float]]:
 
 
 def build_summary(outcome: ProbeOutcome, config: dict, timings: dict, stores: dict) -> dict:
-    better = outcome.score_val >= outcome.single_val
+    valid = np.isfinite(outcome.score_val) & np.isfinite(outcome.single_val)
+    better = all_ge_single(outcome.score_val, outcome.single_val)[valid]
     return {
         "config": config,
         "task": outcome.task,
@@ -157,25 +158,34 @@ def format_summary_table(summary: dict) -> str:
 
 
 def significance_lines(summary: dict) -> list[str]:
-    """How many concepts differ significantly (paired bootstrap) and beat their null."""
+    """The share's interval, the FDR-controlled significant counts and the untested concepts."""
     stats, n = summary.get("statistics") or {}, summary["counts"]["concepts"]
-    lines = []
-    if "concepts_all_gt_single_significant" in stats:
-        level = 100 * stats["level"]
+    if not stats:
+        return []
+    fdr, level = stats.get("fdr", 0.05), 100 * stats.get("level", 0.95)
+    lines = [
+        f"tested: {stats['concepts_tested']} of {n} concepts "
+        f"({stats['concepts_below_min_images']} left out: < {stats['min_images']} val images); "
+        f"significant = Benjamini-Hochberg q <= {fdr:g}"
+    ]
+    if "percent_all_ge_single_lo" in stats:
         lines.append(
-            f"bootstrap {level:g} % interval of that share: "
+            f"BCa {level:g} % interval of that share: "
             f"[{stats['percent_all_ge_single_lo']:.1f}, {stats['percent_all_ge_single_hi']:.1f}] %"
         )
+    if "concepts_all_gt_single_significant" in stats:
         lines.append(
-            f"significantly different ({stats['resamples']} paired resamples of val images): "
-            f"all > single for {stats['concepts_all_gt_single_significant']} of {n} concepts, "
-            f"single > all for {stats['concepts_single_gt_all_significant']}"
+            f"all filters significantly better (q <= {fdr:g}, all - single interval above 0): "
+            f"{stats['concepts_all_gt_single_significant']} of {stats['concepts_tested']} tested; "
+            f"single filter better: {stats['concepts_single_gt_all_significant']}; "
+            f"median all - single {stats['diff_val_median']:.4g}"
         )
-    if "concepts_above_every_null_draw" in stats:
-        draws = stats["null_draws"]
+    if "concepts_above_null_significant" in stats:
+        draws, smallest = stats["null_draws"], stats["null_smallest_p"]
+        note = f" (p >= {smallest:.3g} > fdr: raise stats.null_draws)" if smallest > fdr else ""
         lines.append(
-            f"above all {draws} shuffled-mask null draws (p_null = {1 / (draws + 1):.3g}): "
-            f"learned {stats['concepts_above_every_null_draw']} of {n} concepts, "
-            f"single filter {stats.get('concepts_single_above_every_null_draw', 0)}"
+            f"above the shuffled-mask null ({draws} draws, q <= {fdr:g}): learned "
+            f"{stats['concepts_above_null_significant']} of {stats['concepts_tested']} tested, "
+            f"single filter {stats.get('concepts_single_above_null_significant', 0)}{note}"
         )
     return lines
