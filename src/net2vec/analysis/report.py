@@ -34,7 +34,8 @@ STYLE = (
     "margin-left:1em}#summary td:first-child,#summary th:first-child{text-align:left}"
     ".answer{font-size:1.05em;margin:.3em 0}.pics{display:flex;gap:10px;align-items:flex-start}"
     ".pics figure{margin:0;flex:1 1 0;min-width:0}.pics img{max-height:300px;width:auto}"
-    ".pics figcaption{font-size:12px;color:#555}"
+    ".pics figcaption{font-size:12px;color:#555}.fig{display:inline-block;vertical-align:top;"
+    "margin:0 1.2em .8em 0;max-width:100%}"
 )
 
 
@@ -164,10 +165,10 @@ class Report:
         if kind == "link":
             return f"<p><a href='{html.escape(item[2])}'>{html.escape(item[1])}</a></p>"
         caption = f"<p class='caption'>{html.escape(item[3])}</p>" if item[3] else ""
-        if kind == "figure":
+        if kind == "figure":  # figures flow side by side where they fit
             return (
-                f"<h4>{html.escape(item[1])}</h4>{caption}<a href='{item[2]}'>"
-                f"<img src='{item[2]}' alt='{html.escape(item[1])}'>/a>"
+                f"<figure class='fig'><h4>{html.escape(item[1])}</h4>{caption}<a href='{item[2]}'>"
+                f"<img src='{item[2]}' alt='{html.escape(item[1])}'></a></figure>"
             )
         table = self.tables[item[1]]
         return (

@@ -177,6 +177,12 @@ def summary_html(report: Report, runs: list[Run], dissected: list[DissectionRun]
         parts.append(f"<p class='answer'>{html.escape(verdict)}</p>")
     if lines:
         parts.append(_headline_table(lines))
+        parts.append(
+            "<p class='caption'>all ≥ single: share of concepts whose all-filter val score is at "
+            "least the best single filter's, with its bootstrap interval; single → all: mean val "
+            "score per category (seg: set IoU, cls: balanced accuracy); significant: concepts "
+            "where all filters beat the single filter (and their shuffled-mask null)</p>"
+        )
     parts += [f"<p>{html.escape(_dissection_line(run))}</p>" for run in dissected]
     pictures = _pictures(report, dissected)
     if pictures:
