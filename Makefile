@@ -1,6 +1,7 @@
 # net2vec: `make demo` installs and runs the embedded default; `make test` installs and runs the tests.
 VENV ?= .venv
-DEMO ?= multirun/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+DEMO_TIME := $(shell date +%Y-%m-%d_%H-%M-%S)
+DEMO ?= multirun/demo/$(DEMO_TIME)
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
