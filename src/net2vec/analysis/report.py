@@ -28,7 +28,7 @@ STYLE = (
     "table{border-collapse:collapse;font-size:12px;margin:.3em 0}"
     "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
     "th{background:#f4f4f4}.scroll{overflow-x:auto;max-width:100%}"
-    "img{max-width:100%;border:1px solid #eee}.note{color:#a50}.caption{color:#555;margin:.2em 0}"
+    "img{max-width:100%;border:1px solid #eee}.note{color:#a50}.caption{color:#555;margin:.2em 0;font-size:13px}"
     "nav.toc{font-size:13px;line-height:1.7;margin:.3em 0}nav.toc a{margin-right:.9em}"
     "summary{cursor:pointer;font-size:13px;color:#225}.top{font-size:12px;font-weight:normal;"
     "margin-left:1em}#summary td:first-child,#summary th:first-child{text-align:left}"
