@@ -1,5 +1,7 @@
 # net2vec: `make demo` installs and runs the embedded default; `make test` installs and runs the tests.
 VENV ?= .venv
+DEMO_TIME := $(shell date +%Y-%m-%d_%H-%M-%S)
+DEMO ?= multirun/demo/$(DEMO_TIME)
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
@@ -12,9 +14,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# seg (top-F subsets), cls and netdissect on synthnet conv5 as one sweep (conf/experiment/demo.yaml),
+# then one report over the three: $(DEMO)/report/index.html, its headline printed last.
 demo: install
-	$(PY) train.py
-	$(PY) evaluate.py runs=[$$(dirname $$(ls outputs/*/*/results.csv | sort | tail -n 1))]
+	$(PY) train.py -m experiment=demo hydra.sweep.dir=$(DEMO)
+	$(PY) evaluate.py sweep=$(DEMO) hydra.run.dir=$(DEMO)/report
 
 test: install
 	$(PY) -m pytest

@@ -149,7 +149,7 @@ def test_compexp_run_writes_formulas_and_its_report(tmp_path, shared_cache):
     assert ce["share_longer"] == pytest.approx(np.mean([int(r["length"]) > 1 for r in rows]))
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["task"] == "compexp" and saved["compexp"]["beam"] == 3
-    report = analyse([], tmp_path / "report", compexps=[str(tmp_path / "run")])
+    report = analyse([], tmp_path / "report", directories=[str(tmp_path / "run")])
     assert (report.out_dir / "compexp_iou_by_length.png").is_file()
     strips = list(report.out_dir.glob("compexp_units_*.png"))
     assert len(strips) == 1 and "compexp_gain" in (report.out_dir / "index.html").read_text()

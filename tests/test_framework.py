@@ -33,6 +33,7 @@ from net2vec.common.errors import ConfigError
 from net2vec.data.concept_store import ConceptStore
 from net2vec.data.datamodules import ClassificationDataModule, EpochShuffle
 from net2vec.probes.segmentation import init_weights
+from net2vec.run import identity as identity_module
 from net2vec.run.config import check_config
 from net2vec.run.identity import (
     flat_config,
@@ -339,7 +340,8 @@ def check_run_identity(run_dir: Path, summary: dict) -> None:
 
     info = wandb_run_info(wandb_run(run_dir)[1])
     assert info.name == "planted-conv5-seg" and info.job_type == "seg"
-    assert info.group == str(run_dir) == summary["config"]["group"]  # a single run: its own
+    # a single run: its own folder, relative to the outputs root (paths.root_dir)
+    assert info.group == "run" == summary["config"]["group"]
     assert info.tags == ["network:planted", "layer:conv5", "task:seg"]
     expected = {
         "network.name": "planted",
@@ -395,11 +397,7 @@ def test_wandb_netdissect_report_holds_every_unit_strip(tmp_path, shared_cache, 
     )
     train(cfg)
     run = wandb_run_info(wandb_run(tmp_path / "run")[1])
-    assert (run.name, run.job_type, run.group) == (
-        "planted-conv5-netdissect",
-        "netdissect",
-        str(tmp_path / "run"),
-    )
+    assert (run.name, run.job_type, run.group) == ("planted-conv5-netdissect", "netdissect", "run")
     bars = json.loads(
         next(
             (tmp_path / "run").glob("wandb/*/files/media/table/plots/detectors_table_*")
@@ -462,12 +460,48 @@ def test_run_identity_names_sweeps_flattens_config_and_groups_reports(tmp_path, 
     assert not [k for k in flat if k.endswith("_partial_")]
     monkeypatch.chdir(tmp_path)
     assert group_name(tmp_path / "multirun" / "x") == "multirun/x"
+    sweep = tmp_path / "out" / "multirun" / "2026-12-02" / "21-40-00"
+    assert group_name(sweep, tmp_path / "out") == "multirun/2026-12-02/21-40-00"
+    assert group_name(sweep, tmp_path / "out", "table1") == (
+        "experiment=table1 multirun/2026-12-02/21-40-00"
+    )
     assert group_name("/elsewhere/" + "d" * 200) == ("/elsewhere/" + "d" * 200)[-128:]
     single = run_identity("alexnet", "conv5", "cls", tmp_path / "r", {"k": 1})  # no Hydra run
     assert (single.name, single.group, single.job_type) == ("alexnet-conv5-cls", "r", "cls")
+    rooted = run_identity("alexnet", "conv5", "cls", sweep / "0", {}, root=tmp_path / "out")
+    assert rooted.group == "multirun/2026-12-02/21-40-00/0"
+    check_sweep_job_identity(sweep, tmp_path / "out", monkeypatch)
     assert report_identity(["s", "s", None], "other", "out", {}).group == "s"
     assert report_identity(["s", "t"], "sweep", "out", {}).group == "sweep"
     assert report_identity([], None, tmp_path / "out", {}).job_type == "evaluate"
+
+
+def check_sweep_job_identity(sweep: Path, root: Path, monkeypatch) -> None:
+    """A job of a preset's sweep (``-m experiment=demo seed=0,1``, the preset sweeping task):
+    its group names the preset and the sweep folder, its name what the sweep varies."""
+    sweep.mkdir(parents=True)
+    OmegaConf.save(
+        {
+            "hydra": {
+                "overrides": {"task": ["experiment=demo", "seed=0,1"]},
+                "sweeper": {"params": {"task": "seg,cls"}},
+            }
+        },
+        sweep / "multirun.yaml",
+    )
+    job = OmegaConf.create(
+        {
+            "mode": "RunMode.MULTIRUN",
+            "sweep": {"dir": str(sweep)},
+            "overrides": {"task": ["experiment=demo", "seed=1", "task=cls", "layer=conv5"]},
+        }
+    )
+    assert identity_module.sweep_of_job(job) == (sweep, ["seed=1", "task=cls"], "demo")
+    monkeypatch.setattr(identity_module, "_hydra_job", lambda: job)
+    swept = run_identity("synthnet", "conv5", "cls", sweep / "1", {}, root=root)
+    assert swept.name == "synthnet-conv5-cls seed=1"
+    assert swept.group == "experiment=demo multirun/2026-12-02/21-40-00"
+    assert swept.config["sweep.overrides"] == "seed=1,task=cls"
 
 
 def test_monotonic_steps_continue_a_new_fit_after_the_last_step():

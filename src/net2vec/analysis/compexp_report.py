@@ -124,8 +124,7 @@ def add_compexp_sections(
     their strips."""
     if not runs:
         return
-    report.section(
-        "Compositional explanations",
+    report.text(
         "each unit's best formula of labels (OR, AND, AND NOT) by beam search; "
         + "; ".join(
             f"{run.label}: mean IoU {run.figures.get('mean_iou', 0):.3f} vs single label "
@@ -152,3 +151,8 @@ def add_compexp_sections(
             "units with the largest gain over their single label: map outlined in yellow, "
             "the formula's mask in magenta",
         )
+
+
+def compexp_runs(directories: list[Path]) -> list[CompExpRun]:
+    """The task=compexp runs among the report's run directories."""
+    return [load_compexp(path) for path in directories if is_compexp_run(path)]

@@ -153,10 +153,7 @@ def add_fig4_images(report: Report, run: Run, shared) -> None:
 
 def add_fig8_section(report: Report, runs: list[Run], count: int = 4) -> None:
     """Fig. 8 for the `count` concepts with most val images of every seg run with per-image IoUs."""
-    report.section(
-        "Fig. 8: learned concepts, one val image per IoU decile",
-        "rows: image; ground truth (magenta); prediction of the learned weights (red)",
-    )
+    report.text("rows: image; ground truth (magenta); prediction of the learned weights (red)")
     chosen = [r for r in runs if r.embeddings is not None and "all_iou" in r.embeddings.per_image]
     if not chosen:
         report.note("no run stores per-image IoUs (segmentation runs only)")

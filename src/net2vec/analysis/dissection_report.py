@@ -28,6 +28,9 @@ from net2vec.analysis.report import Report, slug
 from net2vec.analysis.table import Table
 
 PER_PAGE = 64
+PAGE_STYLE = (
+    "body{font-family:sans-serif;max-width:1360px;margin:auto;padding:0 1em}img{max-width:100%}"
+)
 PALETTE = {
     "object": "#4B4CBF",
     "scene": "#55B05B",
@@ -169,7 +172,7 @@ def write_unit_pages(run: DissectionRun, out_dir: Path, k: int = 8, size: int = 
         )
         (folder / f"page-{number:03d}.html").write_text(
             f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run.label)} "
-            f"units, page {number}</title></head><body style='font-family:sans-serif'>"
+            f"units, page {number}</title><style>{PAGE_STYLE}</style></head><body>"
             f"<h1>{html.escape(run.label)}: units by IoU, page {number} of {len(pages)}</h1>"
             f"<p><a href='../index.html'>report</a> · pages: {nav}</p>{body}<p>pages: {nav}</p>"
             "</body></html>",
@@ -182,7 +185,7 @@ def add_dissection_sections(report: Report, runs: list[DissectionRun], k: int = 
     """One NetDissect section per run: counts, bar chart, the best units' strips, unit pages."""
     for run in runs:
         counts = run.counts
-        report.section(
+        report.subsection(
             f"Network Dissection: {run.label}",
             f"{counts.get('detectors', 0)} of {counts.get('units', 0)} units are detectors "
             f"(IoU > {counts.get('detector_iou', 0.04)}) of {counts.get('unique_concepts', 0)} "

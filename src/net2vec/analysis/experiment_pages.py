@@ -31,7 +31,7 @@ def add_experiment_pages(report: Report, run_dirs: list[str | Path]) -> None:
         summary = json.loads((run_dir / "experiments.json").read_text())
         title = f"Experiments: {summary.get('network', '?')} {summary.get('layer', '')}".strip()
         done = [name for name in EXPERIMENTS if name in summary]
-        report.section(title, f"{run_dir} — {', '.join(done) or 'no experiment'}")
+        report.subsection(title, f"{run_dir} — {', '.join(done) or 'no experiment'}")
         prefix = f"{summary.get('network', 'net')}-{run_dir.name}"
         for csv_path in sorted(run_dir.glob("*.csv")):
             report.table(f"{prefix} {csv_path.stem}", Table.from_csv(csv_path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import html
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +25,37 @@ def plain(value):
     return value
 
 
+SHOWN_ROWS = 15  # longer tables are collapsed behind a summary line in HTML
+HTML_ROWS = 200  # rows an HTML table shows at most (the CSV holds every row)
+
+
 def _cell(value) -> str:
+    """CSV text: floats at full precision (shortest round-trip form, "3" for 3.0)."""
     value = plain(value)
     if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
+        if math.isnan(value):
+            return ""
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return "" if value is None else str(value)
+
+
+NUMBER = re.compile(r"^-?\d+(\.\d*)?([eE][-+]?\d+)?$")
+
+
+def shown(value) -> str:
+    """HTML text: floats to 3 significant digits (no exponent from 1e-3 to 1e6)."""
+    value = plain(value)
+    if isinstance(value, str):  # tables read back from CSV hold strings
+        if not NUMBER.match(value):
+            return value
+        value = int(value) if value.lstrip("-").isdigit() else float(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if math.isfinite(value) and 1e3 <= abs(value) < 1e6:
+            return f"{value:.0f}"
+        return f"{value:.3g}"
     return "" if value is None else str(value)
 
 
@@ -76,18 +104,24 @@ class Table:
             writer.writerows([[_cell(v) for v in row] for row in self.rows])
         return path
 
-    def to_html(self, max_rows: int = 25) -> str:
+    def to_html(self, max_rows: int = HTML_ROWS, csv_name: str = "") -> str:
+        """The table (numbers to 3 significant digits) in a box that scrolls sideways when wide;
+        longer than SHOWN_ROWS rows: collapsed behind a summary line linking ``csv_name``."""
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+            "<tr>" + "".join(f"<td>{html.escape(shown(v))}</td>" for v in row) + "</tr>"
             for row in self.rows[:max_rows]
         )
-        more = (
-            f"<p>… {len(self.rows) - max_rows} more rows in the CSV</p>"
-            if len(self.rows) > max_rows
-            else ""
+        table = f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+        if len(self.rows) > max_rows:
+            table += f"<p>… {len(self.rows) - max_rows} more rows in the CSV</p>"
+        if len(self.rows) <= SHOWN_ROWS:
+            return table
+        link = f"; every row: <a href='{html.escape(csv_name)}'>{html.escape(csv_name)}</a>"
+        return (
+            f"<details><summary>{len(self.rows)} rows × {len(self.columns)} columns (click to "
+            f"show){link if csv_name else ''}</summary>{table}</details>"
         )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
     def _repr_html_(self) -> str:  # notebooks
         return self.to_html()

@@ -2,10 +2,13 @@
 Hydra sweep, or itself), its job type, tags, and its resolved configuration flattened to dotted
 keys, so that a dashboard can filter, group and compare runs by any setting (docs/architecture.md).
 
-A Hydra multirun's jobs share one group, named after the sweep folder (``hydra.sweep.dir``), and
-each job's name carries the values the sweep varies (read from the sweep's ``multirun.yaml``, the
-command line and ``hydra.sweeper.params``), e.g. ``synthnet-conv5-seg seed=1``. A single run's
-group is its own run directory. Nothing here needs a Hydra context: without one, a run is single.
+A Hydra multirun's jobs share one group, named after the sweep folder (``hydra.sweep.dir``)
+relative to the outputs root (``paths.root_dir``), e.g. ``multirun/2026-12-02/21-40-00``, and
+led by the preset when the sweep is one (``experiment=table1 multirun/…``); each job's name
+carries the values the sweep varies (read from the sweep's ``multirun.yaml``, the command line
+and ``hydra.sweeper.params``), e.g. ``synthnet-conv5-seg seed=1``. A single run's group is its
+own run directory, relative to the root likewise; an evaluate.py report joins its runs' group.
+Nothing here needs a Hydra context: without one, a run is single.
 """
 
 from __future__ import annotations
@@ -76,14 +79,17 @@ def flat_config(cfg: DictConfig, skip: tuple[str, ...] = SKIPPED) -> dict[str, A
     return flatten(tree)
 
 
-def group_name(directory: str | Path) -> str:
-    """A sweep's (or single run's) group: its folder relative to the working directory when
-    inside it, else absolute; the last 128 characters when longer."""
+def group_name(directory: str | Path, root: str | Path | None = None, preset: str = "") -> str:
+    """A sweep's (or single run's) group: its folder relative to ``root`` (the outputs root;
+    default the working directory) when inside it, else absolute, after ``experiment=<preset>``
+    when given; the last 128 characters when longer."""
     path = Path(directory).resolve()
     try:
-        text = str(path.relative_to(Path.cwd()))
+        text = str(path.relative_to(Path(root or Path.cwd()).resolve()))
     except ValueError:
         text = str(path)
+    if preset:
+        text = f"experiment={preset} {text}"
     return text[-GROUP_LENGTH:]
 
 
@@ -104,8 +110,9 @@ def _hydra_job() -> DictConfig | None:
     return HydraConfig.get() if HydraConfig.initialized() else None
 
 
-def sweep_of_job(hydra_cfg: DictConfig | None) -> tuple[Path, list[str]] | None:
-    """(sweep folder, the job's overrides of swept keys) when this job belongs to a multirun."""
+def sweep_of_job(hydra_cfg: DictConfig | None) -> tuple[Path, list[str], str] | None:
+    """(sweep folder, the job's overrides of swept keys, its experiment preset or "") when this
+    job belongs to a multirun."""
     if hydra_cfg is None or str(hydra_cfg.mode) != "RunMode.MULTIRUN":
         return None
     sweep_dir = Path(str(hydra_cfg.sweep.dir))
@@ -117,22 +124,30 @@ def sweep_of_job(hydra_cfg: DictConfig | None) -> tuple[Path, list[str]] | None:
     else:
         log.warning("%s not found: naming runs by all their overrides", sweep_file)
         keys = {_override_key(o) for o in overrides}
-    return sweep_dir, [o for o in overrides if _override_key(o) in keys]
+    presets = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "experiment"]
+    return sweep_dir, [o for o in overrides if _override_key(o) in keys], ",".join(presets)
 
 
 def run_identity(
-    network: str, layer: str, task: str, run_dir: str | Path, config: dict[str, Any]
+    network: str,
+    layer: str,
+    task: str,
+    run_dir: str | Path,
+    config: dict[str, Any],
+    root: str | Path | None = None,
 ) -> RunIdentity:
-    """The identity of a training run of (network, layer, task) writing into ``run_dir``."""
+    """The identity of a training run of (network, layer, task) writing into ``run_dir``;
+    ``root``: the outputs root that group names are relative to (default: working directory)."""
     base = f"{network}-{layer}-{task}"
     sweep = sweep_of_job(_hydra_job())
+    tags = _tags(network, layer, task)
     if sweep is None:
-        return RunIdentity(base, group_name(run_dir), task, _tags(network, layer, task), config)
-    sweep_dir, varied = sweep
+        return RunIdentity(base, group_name(run_dir, root), task, tags, config)
+    sweep_dir, varied, preset = sweep
     shown = [o for o in varied if _override_key(o) not in ("network", "layer", "task")]
-    name = " ".join([base, ",".join(shown)]) if shown else base
+    name = " ".join([base, *shown])
     config = {**config, "sweep.dir": str(sweep_dir), "sweep.overrides": ",".join(varied)}
-    return RunIdentity(name, group_name(sweep_dir), task, _tags(network, layer, task), config)
+    return RunIdentity(name, group_name(sweep_dir, root, preset), task, tags, config)
 
 
 def _tags(network: str, layer: str, task: str) -> list[str]:

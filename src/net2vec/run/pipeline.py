@@ -220,8 +220,9 @@ def train(cfg: DictConfig) -> dict:
         claim_run_dir(run_dir)
     timer, started = StageTimer(), time.perf_counter()
     stores = prepare_stores(cfg, timer)
+    root = OmegaConf.select(cfg, "paths.root_dir", default=None, throw_on_resolution_failure=False)
     identity = run_identity(
-        cfg.network.name, str(cfg.layer), cfg.task.name, run_dir, run_config(cfg, stores)
+        cfg.network.name, str(cfg.layer), cfg.task.name, run_dir, run_config(cfg, stores), root
     )
     logger = build_logger(cfg.get("logger"), identity)
     failed = True
