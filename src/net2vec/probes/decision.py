@@ -62,11 +62,16 @@ class ThresholdSearch:
             self.counts.view(-1).index_add_(0, flat, self.one.expand(flat.numel()))
 
     def best(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S, C) thresholds (lower bin edges) maximising train set IoU, and that IoU."""
-        true_pos = self.positive.flip(-1).cumsum(-1).flip(-1)  # pixels with z ≥ edge_j
-        false_pos = self.negative.flip(-1).cumsum(-1).flip(-1)
-        total = self.positive.sum(-1, keepdim=True)
-        iou = true_pos / (total + false_pos).clamp(min=1)
-        score, j = iou.max(-1)
+        """(S, C) thresholds (lower bin edges) maximising train set IoU, and that IoU (head by
+        head, so the temporaries are (C, BINS))."""
+        scores, bins = [], []
+        for head in range(self.counts.shape[0]):
+            true_pos = self.positive[head].flip(-1).cumsum(-1).flip(-1)  # pixels with z ≥ edge_j
+            false_pos = self.negative[head].flip(-1).cumsum(-1).flip(-1)
+            total = true_pos[:, :1]  # every positive pixel is ≥ the lowest edge
+            score, j = (true_pos / (total + false_pos).clamp(min=1)).max(-1)
+            scores.append(score)
+            bins.append(j)
+        score, j = torch.stack(scores), torch.stack(bins)
         edges = -self.bound + j.double() * (2 * self.bound / self.bins)
         return edges.float(), score.float()
