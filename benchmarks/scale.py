@@ -201,15 +201,19 @@ def child(args) -> None:
 
 
 def fit(images: list[int], seconds: list[float], peaks: list[float]) -> dict:
-    """time ∝ N^b (log-log least squares) and peak = c + d·N, projected to BRODEN's N."""
-    n = np.asarray(images, float)
+    """Growth: time ∝ N^b (log-log least squares). Projection to BRODEN's N: the larger of that
+    power law and a line a + b·N (fixed costs make b < 1 at small N, where a line projects
+    better); peak RSS = c + d·N fitted linearly."""
+    n, t = np.asarray(images, float), np.maximum(np.asarray(seconds, float), 1e-3)
     if len(n) < 2:
         return {}
-    b, a = np.polyfit(np.log(n), np.log(np.maximum(seconds, 1e-3)), 1)
+    b, a = np.polyfit(np.log(n), np.log(t), 1)
+    slope, intercept = np.polyfit(n, t, 1)
     d, c = np.polyfit(n, np.asarray(peaks, float), 1)
+    projected = max(np.exp(a) * BRODEN_IMAGES**b, intercept + slope * BRODEN_IMAGES)
     return {
         "growth": round(float(b), 2),
-        "projected_s": round(float(np.exp(a) * BRODEN_IMAGES**b), 1),
+        "projected_s": round(float(projected), 1),
         "rss_mib_per_1k_images": round(float(d) * 1000, 1),
         "projected_peak_rss_gib": round(float(c + d * BRODEN_IMAGES) / 1024, 2),
     }
@@ -249,6 +253,36 @@ def shape_record(args, filters: int, map_size: int, images: list[int]) -> dict:
     }
 
 
+def merged(paths: list[str]) -> list[dict]:
+    """Records of separate runs (their printed JSON lines) joined per shape and refitted: runs of
+    one shape at different N can then go side by side on a machine with idle cores."""
+    shapes: dict[tuple, dict] = {}
+    for path in paths:
+        for line in open(path):
+            if not line.startswith('{"benchmark": "scale"'):
+                continue
+            record = json.loads(line)
+            key = (record["filters"], record["map_size"])
+            base = shapes.setdefault(key, {**record, "images": [], "points": []})
+            for i, n in enumerate(record["images"]):
+                stages = record["stages"].items()
+                base["points"].append(
+                    (n, {k: {f: v[f][i] for f in ("s", "peak_rss_mib")} for k, v in stages})
+                )
+    out = []
+    for record in shapes.values():
+        points = sorted(record.pop("points"), key=lambda point: point[0])
+        record["images"] = [n for n, _ in points]
+        record["stages"] = {}
+        for name in points[0][1]:
+            seconds = [p[name]["s"] for _, p in points]
+            peaks = [p[name]["peak_rss_mib"] for _, p in points]
+            fitted = fit(record["images"], seconds, peaks)
+            record["stages"][name] = {"s": seconds, "peak_rss_mib": peaks, **fitted}
+        out.append(record)
+    return out
+
+
 def record_line(record: dict) -> str:
     """Append `record` to benchmarks/results/<device>.jsonl (as benchmarks/study.py)."""
     name = f"cpu-{machine().split(',')[0]}"
@@ -267,6 +301,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget-s", type=float, default=float("inf"), help="no larger N after this")
     p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results")
+    p.add_argument("--merge", nargs="+", default=None, help="join the records printed by runs")
     p.add_argument("--child", type=int, default=None, help=argparse_hidden())
     args = p.parse_args()
     setup(args)
@@ -278,31 +313,36 @@ def main() -> None:
         return child(args)
     images = [120, 240] if args.small else sorted(args.images)
     shapes = [(64, 7)] if args.small else list(zip(args.filters, args.map_size))
-    for filters, map_size in shapes:
-        start = time.strftime("%Y-%m-%d", time.gmtime())
-        record = shape_record(args, filters, map_size, images)
-        record = {
-            "benchmark": "scale",
-            "date": start,
-            "machine": machine(),
-            "device": "cpu",
-            **record,
-        }
+    if args.merge:
+        records = merged(args.merge)
+    else:
+        records = [
+            {
+                "benchmark": "scale",
+                "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                "machine": machine(),
+                "device": "cpu",
+                **shape_record(args, filters, map_size, images),
+            }
+            for filters, map_size in shapes
+        ]
+    for record in records:
         print(json.dumps(record))
         if not args.small and not args.no_record:
             print(f"appended to {record_line(record)}")
-        for name, stage in record["stages"].items():
-            print(
-                f"{name:20s} K={filters:4d} {map_size}²: "
-                + " ".join(f"{s:7.1f}s" for s in stage["s"])
-                + f"  peak {max(stage['peak_rss_mib']):7.0f} MiB"
-                + (
-                    f"  N^{stage['growth']:.2f} -> {stage['projected_s']:.0f} s, "
-                    f"{stage['projected_peak_rss_gib']:.2f} GiB at {BRODEN_IMAGES}"
-                    if "growth" in stage
-                    else ""
-                )
-            )
+        print_table(record)
+
+
+def print_table(record: dict) -> None:
+    """One line per stage: seconds per N, peak RSS, growth and the projection."""
+    for name, stage in record["stages"].items():
+        line = f"{name:20s} K={record['filters']:4d} {record['map_size']}²: "
+        line += " ".join(f"{s:7.1f}s" for s in stage["s"])
+        line += f"  peak {max(stage['peak_rss_mib']):7.0f} MiB"
+        if "growth" in stage:
+            line += f"  N^{stage['growth']:.2f} -> {stage['projected_s']:.0f} s, "
+            line += f"{stage['projected_peak_rss_gib']:.2f} GiB at {BRODEN_IMAGES}"
+        print(line)
 
 
 def argparse_hidden():
