@@ -7,9 +7,10 @@ times that generation alone; every other stage includes it, as a store read woul
 layer4), N = ``--images`` (default 1k 2k 4k 8k; ``--small``: a seconds-long check).
 
 Each (shape, N) runs in a fresh child process; each stage is timed and its peak RSS read from
-``VmHWM`` after a reset (``/proc/self/clear_refs``), so a stage's figure is its own. Growth:
-time ∝ N^b fitted in log-log, peak RSS = c + d·N fitted linearly, both projected to 63,305 images.
-One JSON line per shape is appended to ``benchmarks/results/<device>.jsonl``.
+``VmHWM`` after a reset (``/proc/self/clear_refs``), so a stage's figure is its own (plus what
+earlier stages left in the context, e.g. the evidence). Growth and the projection to 63,305 images:
+``scale_measure.fit``. One JSON line per shape is appended to ``benchmarks/results/<device>.jsonl``;
+``--merge LOG…`` joins the records of runs at different N made side by side.
 
 A stage is a function ``stage(context) -> None`` in ``STAGES``; it reads and leaves what it needs
 in ``context`` (a dict). Adding a stage: write the function, append it to ``STAGES``.
@@ -24,9 +25,9 @@ import sys
 import time
 
 import numpy as np
-from common import ROOT, machine, parser, setup
+from common import machine, parser, setup
+from scale_measure import fit, merged, print_table, record_line, vm
 
-BRODEN_IMAGES = 63305
 F_LIST = [1, 2, 4, 8, 16, 32, 64, 128, 160, 192, 224]  # the top-F heads (≤ K)
 
 
@@ -169,14 +170,6 @@ STAGES = [
 # ---------------------------------------------------------------- measuring
 
 
-def vm(field: str) -> float:
-    """A /proc/self/status figure (VmRSS, VmHWM) in MiB."""
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def child(args) -> None:
     """Run every stage at one (shape, N); print one JSON line {stage: {s, peak_rss_mib}}."""
     from scale_scene import Scene
@@ -198,25 +191,6 @@ def child(args) -> None:
             "rss_before_mib": round(before, 1),
         }
     print(json.dumps(out))
-
-
-def fit(images: list[int], seconds: list[float], peaks: list[float]) -> dict:
-    """Growth: time ∝ N^b (log-log least squares). Projection to BRODEN's N: the larger of that
-    power law and a line a + b·N (fixed costs make b < 1 at small N, where a line projects
-    better); peak RSS = c + d·N fitted linearly."""
-    n, t = np.asarray(images, float), np.maximum(np.asarray(seconds, float), 1e-3)
-    if len(n) < 2:
-        return {}
-    b, a = np.polyfit(np.log(n), np.log(t), 1)
-    slope, intercept = np.polyfit(n, t, 1)
-    d, c = np.polyfit(n, np.asarray(peaks, float), 1)
-    projected = max(np.exp(a) * BRODEN_IMAGES**b, intercept + slope * BRODEN_IMAGES)
-    return {
-        "growth": round(float(b), 2),
-        "projected_s": round(float(projected), 1),
-        "rss_mib_per_1k_images": round(float(d) * 1000, 1),
-        "projected_peak_rss_gib": round(float(c + d * BRODEN_IMAGES) / 1024, 2),
-    }
 
 
 def shape_record(args, filters: int, map_size: int, images: list[int]) -> dict:
@@ -251,46 +225,6 @@ def shape_record(args, filters: int, map_size: int, images: list[int]) -> dict:
         "images": images,
         "stages": stages,
     }
-
-
-def merged(paths: list[str]) -> list[dict]:
-    """Records of separate runs (their printed JSON lines) joined per shape and refitted: runs of
-    one shape at different N can then go side by side on a machine with idle cores."""
-    shapes: dict[tuple, dict] = {}
-    for path in paths:
-        for line in open(path):
-            if not line.startswith('{"benchmark": "scale"'):
-                continue
-            record = json.loads(line)
-            key = (record["filters"], record["map_size"])
-            base = shapes.setdefault(key, {**record, "images": [], "points": []})
-            for i, n in enumerate(record["images"]):
-                stages = record["stages"].items()
-                base["points"].append(
-                    (n, {k: {f: v[f][i] for f in ("s", "peak_rss_mib")} for k, v in stages})
-                )
-    out = []
-    for record in shapes.values():
-        points = sorted(record.pop("points"), key=lambda point: point[0])
-        record["images"] = [n for n, _ in points]
-        record["stages"] = {}
-        for name in points[0][1]:
-            seconds = [p[name]["s"] for _, p in points]
-            peaks = [p[name]["peak_rss_mib"] for _, p in points]
-            fitted = fit(record["images"], seconds, peaks)
-            record["stages"][name] = {"s": seconds, "peak_rss_mib": peaks, **fitted}
-        out.append(record)
-    return out
-
-
-def record_line(record: dict) -> str:
-    """Append `record` to benchmarks/results/<device>.jsonl (as benchmarks/study.py)."""
-    name = f"cpu-{machine().split(',')[0]}"
-    path = ROOT / "benchmarks" / "results" / f"{name.replace(' ', '_').replace('/', '_')}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        handle.write(json.dumps({"device_name": name, **record}) + "\n")
-    return str(path.relative_to(ROOT))
 
 
 def main() -> None:
@@ -331,18 +265,6 @@ def main() -> None:
         if not args.small and not args.no_record:
             print(f"appended to {record_line(record)}")
         print_table(record)
-
-
-def print_table(record: dict) -> None:
-    """One line per stage: seconds per N, peak RSS, growth and the projection."""
-    for name, stage in record["stages"].items():
-        line = f"{name:20s} K={record['filters']:4d} {record['map_size']}²: "
-        line += " ".join(f"{s:7.1f}s" for s in stage["s"])
-        line += f"  peak {max(stage['peak_rss_mib']):7.0f} MiB"
-        if "growth" in stage:
-            line += f"  N^{stage['growth']:.2f} -> {stage['projected_s']:.0f} s, "
-            line += f"{stage['projected_peak_rss_gib']:.2f} GiB at {BRODEN_IMAGES}"
-        print(line)
 
 
 def argparse_hidden():
