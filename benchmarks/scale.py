@@ -215,9 +215,9 @@ def shape_record(args, filters: int, map_size: int, images: list[int]) -> dict:
         )
     images, stages = images[: len(points)], {}
     for name in points[0]:
-        seconds = [p[name]["s"] for p in points]
-        peaks = [p[name]["peak_rss_mib"] for p in points]
-        stages[name] = {"s": seconds, "peak_rss_mib": peaks, **fit(images, seconds, peaks)}
+        stage = {field: [p[name][field] for p in points] for field in points[0][name]}
+        fitted = fit(images, stage["s"], stage["peak_rss_mib"], stage["rss_before_mib"])
+        stages[name] = {**stage, **fitted}
     return {
         "filters": filters,
         "map_size": map_size,

@@ -12,6 +12,7 @@ import numpy as np
 from common import ROOT, machine
 
 BRODEN_IMAGES = 63305
+FULL_BATCHES = 2 * 2 * 64  # below this N a split's batches (64 images) are not yet full
 
 
 def vm(field: str) -> float:
@@ -22,22 +23,29 @@ def vm(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def fit(images: list[int], seconds: list[float], peaks: list[float]) -> dict:
+def fit(images: list[int], seconds: list[float], peaks: list[float], before=None) -> dict:
     """Growth: time ∝ N^b (log-log least squares). Projection to BRODEN's N: the larger of that
-    power law and a line a + b·N (fixed costs make b < 1 at small N, where a line projects
-    better); peak RSS = c + d·N fitted linearly."""
+    power law and a line a + b·N (fixed costs make b < 1 at small N). Peak RSS: the largest
+    measured peak plus d·(63,305 − N_max), d the slope in N of the stage's own increment
+    (peak − RSS before the stage, when ``before`` is given, else the peak). Points with N below
+    ``FULL_BATCHES`` are left out when two or more others remain."""
+    full = np.asarray(images) >= FULL_BATCHES  # memory grows with the batch until it is full
+    if full.sum() >= 2 and not full.all():
+        keep = lambda values: None if values is None else list(np.asarray(values)[full])  # noqa: E731
+        images, seconds, peaks, before = (keep(v) for v in (images, seconds, peaks, before))
     n, t = np.asarray(images, float), np.maximum(np.asarray(seconds, float), 1e-3)
     if len(n) < 2:
         return {}
     b, a = np.polyfit(np.log(n), np.log(t), 1)
     slope, intercept = np.polyfit(n, t, 1)
-    d, c = np.polyfit(n, np.asarray(peaks, float), 1)
+    own = np.asarray(peaks, float) - (0.0 if before is None else np.asarray(before, float))
+    d = np.polyfit(n, own, 1)[0]
     projected = max(np.exp(a) * BRODEN_IMAGES**b, intercept + slope * BRODEN_IMAGES)
     return {
         "growth": round(float(b), 2),
         "projected_s": round(float(projected), 1),
         "rss_mib_per_1k_images": round(float(d) * 1000, 1),
-        "projected_peak_rss_gib": round(float(c + d * BRODEN_IMAGES) / 1024, 2),
+        "projected_peak_rss_gib": round((max(peaks) + d * (BRODEN_IMAGES - n.max())) / 1024, 2),
     }
 
 
@@ -54,8 +62,9 @@ def merged(paths: list[str]) -> list[dict]:
             base = shapes.setdefault(key, {**record, "images": [], "points": []})
             for i, n in enumerate(record["images"]):
                 stages = record["stages"].items()
+                fields = ("s", "peak_rss_mib", "rss_before_mib")
                 base["points"].append(
-                    (n, {k: {f: v[f][i] for f in ("s", "peak_rss_mib")} for k, v in stages})
+                    (n, {k: {f: v[f][i] for f in fields if f in v} for k, v in stages})
                 )
     out = []
     for record in shapes.values():
@@ -63,10 +72,13 @@ def merged(paths: list[str]) -> list[dict]:
         record["images"] = [n for n, _ in points]
         record["stages"] = {}
         for name in points[0][1]:
-            seconds = [p[name]["s"] for _, p in points]
-            peaks = [p[name]["peak_rss_mib"] for _, p in points]
-            fitted = fit(record["images"], seconds, peaks)
-            record["stages"][name] = {"s": seconds, "peak_rss_mib": peaks, **fitted}
+            stage = {f: [p[name][f] for _, p in points if f in p[name]] for f in points[0][1][name]}
+            before = stage.get("rss_before_mib")
+            if before is not None and len(before) != len(points):
+                stage.pop("rss_before_mib")
+                before = None
+            fitted = fit(record["images"], stage["s"], stage["peak_rss_mib"], before)
+            record["stages"][name] = {**stage, **fitted}
         out.append(record)
     return out
 
