@@ -124,7 +124,10 @@ def _accumulate(
         binary = binary_upsampled(maps[start:stop], mask_size, align_corners)
         local = pair_image[selected] - start
         pair_masks = masks[selected]
-        inter = pair_intersections(binary, pair_masks, local).double()
+        slots = None
+        if "pair_slot" in batch:  # ranks within an image hold for any chunk of whole images
+            slots = (batch["pair_slot"].long()[selected], int(batch["pair_width"]))
+        inter = pair_intersections(binary, pair_masks, local, slots).double()
         union = binary.sum(2).double()[local] + pair_masks.sum(1).double()[:, None] - inter
         inter_acc.index_add_(0, row[selected], inter)
         union_acc.index_add_(0, row[selected], union)
