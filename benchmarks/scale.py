@@ -177,7 +177,10 @@ def child(args) -> None:
     from net2vec.common.memory import return_large_buffers_to_os
 
     return_large_buffers_to_os()  # as train(cfg) does
-    ctx = {"scene": Scene(args.child, args.filters[0], args.map_size[0], seed=args.seed)}
+    scene = Scene(args.child, args.filters[0], args.map_size[0], seed=args.seed)
+    scene.pixel_labels_per_image = args.pairs_per_image
+    scene.__post_init__()
+    ctx = {"scene": scene}
     out = {}
     for stage in STAGES:
         gc.collect()
@@ -202,6 +205,7 @@ def shape_record(args, filters: int, map_size: int, images: list[int]) -> dict:
             break
         command = [sys.executable, __file__, "--child", str(n), "--filters", str(filters)]
         command += ["--map-size", str(map_size), "--seed", str(args.seed)]
+        command += ["--pairs-per-image", str(args.pairs_per_image)]
         if args.threads:
             command += ["--threads", str(args.threads)]
         done = subprocess.run(command, capture_output=True, text=True)
@@ -222,6 +226,7 @@ def shape_record(args, filters: int, map_size: int, images: list[int]) -> dict:
         "filters": filters,
         "map_size": map_size,
         "mask_size": 113,
+        "pixel_labels_per_image": args.pairs_per_image,
         "images": images,
         "stages": stages,
     }
@@ -233,6 +238,9 @@ def main() -> None:
     p.add_argument("--map-size", type=int, nargs="+", default=[13, 7])
     p.add_argument("--images", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--pairs-per-image", type=float, default=17.5, help="pixel-level labels per image (BRODEN)"
+    )
     p.add_argument("--budget-s", type=float, default=float("inf"), help="no larger N after this")
     p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results")
     p.add_argument("--merge", nargs="+", default=None, help="join the records printed by runs")

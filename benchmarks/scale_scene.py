@@ -1,7 +1,8 @@
 """A BRODEN-shaped probe set regenerated batch by batch from seeds (for benchmarks/scale.py).
 
 ~1,200 labels (``image_level`` of them scene/texture labels, one scene per image and a texture
-on some; the rest pixel-level with a Zipf-like frequency, the first few on most images), 113²
+on some; the rest pixel-level with a Zipf-like frequency, the first few on most images, 17.5 per
+image on average as in BRODEN), 113²
 masks (random blobs: an 8×8 field thresholded and blown up), and planted activations (K, h, w):
 noise, plus on half of the units the mean-pooled mask of one label, so that the tally and the
 nulls have real detectors to find. Nothing is held per image: image i's labels, masks and
@@ -26,7 +27,7 @@ class Scene:
     mask_size: int = 113
     labels: int = 1197
     image_level: int = 400
-    pixel_labels_per_image: float = 8.0
+    pixel_labels_per_image: float = 17.5  # BRODEN: 1.11 M pairs / 63,305 images
     seed: int = 0
 
     def __post_init__(self) -> None:
