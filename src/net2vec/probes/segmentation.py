@@ -258,7 +258,10 @@ class SegmentationProbe(ConceptProbe):
         search = ThresholdSearch(self.logit_bound())
         for batch in batches:
             if len(batch["pair_concept"]):
-                batch = {k: getattr(v, "to", lambda _: v)(self.device) for k, v in batch.items()}
+                batch = {
+                    k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                    for k, v in batch.items()
+                }
                 search.update(self(batch), batch["masks"], batch["pair_concept"].long())
         threshold, score = search.best()
         self.threshold.copy_(threshold)
