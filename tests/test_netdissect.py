@@ -30,8 +30,10 @@ from net2vec.probes.netdissect import (
     netdissect,
 )
 from net2vec.probes.single_filter import CHUNK_BYTES
-from net2vec.probes.unit_null import unit_null
+from net2vec.probes.unit_null import top_labels_from_chunks, unit_null
 from net2vec.run.pipeline import train
+from net2vec.statistics import bootstrap as bs
+from net2vec.statistics import significance
 
 
 def bilinear_numpy(z: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -261,6 +263,8 @@ def test_netdissect_task_writes_units_and_counts(tmp_path, shared_cache, require
         "network=planted",
         "task=netdissect",
         f"task.require_significant={require}",
+        "stats.null_draws=19",
+        "task.fdr=0.2",
         f"paths.data_dir={shared_cache}/data",
         cache=shared_cache / "cache",
     )
@@ -277,8 +281,9 @@ def test_netdissect_task_writes_units_and_counts(tmp_path, shared_cache, require
         assert row["concept"] == names[order[0]] and row["category"] == categories[order[0]]
         assert float(row["iou"]) == pytest.approx(iou[unit, order[0]], rel=1e-5)
         assert row["concept_2"] == names[order[1]] and row["concept_3"] == names[order[2]]
-        beats = float(row["p_null"]) == pytest.approx(1 / 6, rel=1e-4)  # above all 5 null draws
+        beats = float(row["q_null"]) <= 0.2  # BH across the units
         assert (row["significant"] == "True") == beats
+        assert float(row["p_null"]) >= 1 / 20 - 1e-9
         assert (row["detector"] == "True") == (
             iou[unit, order[0]] > 0.04 and (beats or not require)
         )
@@ -297,8 +302,9 @@ def test_netdissect_task_writes_units_and_counts(tmp_path, shared_cache, require
     plain = [r for r in rows if float(r["iou"]) > 0.04]
     both = [r for r in plain if r["significant"] == "True"]
     assert nd["null"] == {
-        "draws": 5,
+        "draws": 19,
         "seed": 0,
+        "fdr": 0.2,
         "require_significant": require,
         "detectors_iou": len(plain),
         "detectors_beating_null": len(both),
@@ -311,10 +317,17 @@ def test_netdissect_task_writes_units_and_counts(tmp_path, shared_cache, require
 # ---------------------------------------------------------------- the shuffled-mask null of each unit
 
 
-def null_of(images, acts, thresholds, labels, size, union, draws=19):
+def null_of(images, acts, thresholds, labels, size, union, draws=19, chunk_bytes=CHUNK_BYTES):
     result = netdissect(batches_of(images, acts, 5), thresholds, labels, size, union=union)
-    chunks = image_chunks(batches_of(images, acts, 5), labels, acts.shape[1], CHUNK_BYTES)
-    return result, unit_null(chunks, result, labels, thresholds, size, False, draws, seed=3)
+
+    def chunks():
+        return image_chunks(batches_of(images, acts, 5), labels, acts.shape[1], chunk_bytes)
+
+    evidence = top_labels_from_chunks(chunks(), result.top_concept, labels)
+    null = unit_null(
+        chunks(), result, evidence, thresholds, size, False, draws, 3, chunk_bytes=chunk_bytes
+    )
+    return result, null
 
 
 def labels_of(images, category, names):
@@ -338,8 +351,8 @@ def test_units_independent_of_their_labels_do_not_beat_the_null(whole):
     result, null = null_of(images, acts, thresholds, labels, size, "any_label")
     assert (result.top_concept == 2).all() == bool(whole)
     assert 0.3 < null.p_null.mean() < 0.75, null.p_null
-    assert null.significant.mean() < 0.25
-    np.testing.assert_array_equal(null.significant, null.p_null == 1 / 20)
+    assert not null.significant.any()  # BH across the 24 units: no false discovery here
+    np.testing.assert_array_equal(null.significant, null.q_null <= 0.05)
     assert (null.null_iou > 0).all() and np.abs(null.null_iou - result.top_iou).max() < 0.1
 
 
@@ -358,3 +371,56 @@ def test_units_equal_to_their_labels_get_the_smallest_p_null(union):
     np.testing.assert_allclose(result.top_iou, 1.0)
     np.testing.assert_allclose(null.p_null, 1 / 20)
     assert null.significant.all() and (null.null_iou < 0.7).all()
+
+
+def brute_null(images, acts, thresholds, result, labels, size, draws, seed):
+    """(D+1, K) Σ|A_k ∩ L'| of each unit's top label, image by image, unit by unit, with the
+    permutations drawn as the module draws them (one per label and draw, then the carriers)."""
+    top = result.top_concept
+    pairs = [(i, c, m) for i, (masks, _) in enumerate(images) for c, m in sorted(masks.items())]
+    pairs = [p for p in pairs if p[1] in top]
+    label = np.array([p[1] for p in pairs], dtype=np.int64)
+    whole = np.unique(top[np.isin(top, labels.whole_concept)])
+    carries = np.array([[c in w for c in whole] for _, w in images], bool).reshape(-1, len(whole))
+    rng = np.random.default_rng(seed)
+    partners = [np.arange(len(pairs))]
+    partners += [bs.within_concept_permutation(label, rng) for _ in range(draws)]
+    carried = [carries] + [bs.permuted_labels(carries, rng) for _ in range(draws)]
+    active = [bilinear_numpy(a.astype(np.float64), size) > thresholds[:, None, None] for a in acts]
+    sums = np.zeros((draws + 1, len(top)))
+    for d in range(draws + 1):
+        for k, c in enumerate(top):
+            for j, (i, cj, _) in enumerate(pairs):
+                if cj == c:
+                    sums[d, k] += (active[i][k] & pairs[partners[d][j]][2]).sum()
+            if c in whole:
+                column = list(whole).index(c)
+                sums[d, k] += sum(
+                    active[i][k].sum() * carried[d][i, column] for i in range(len(images))
+                )
+    return sums
+
+
+@pytest.mark.parametrize("chunk_bytes", [CHUNK_BYTES, 3 * 24 * 81 * 4])  # one chunk / 3 images
+def test_unit_null_equals_brute_force(chunk_bytes):
+    rng = np.random.default_rng(2)
+    size, num_images, draws = (9, 9), 30, 7
+    images = random_images(rng, num_images, 4, size, whole_concepts={3})
+    labels = labels_of(images, [0, 1, 2, 3], ["a", "b", "c", "scene"])
+    acts = rng.normal(size=(num_images, 24, 3, 3)).astype(np.float32)
+    for i, (masks, whole) in enumerate(images):  # some units follow a label, so tops differ
+        acts[i, :6] += 2.0 * masks.get(0, np.zeros(size, bool))[::3, ::3]
+        acts[i, 6:9] += 2.0 * (3 in whole)
+    thresholds = np.quantile(acts.transpose(1, 0, 2, 3).reshape(24, -1), 0.7, axis=1)
+    thresholds = thresholds.astype(np.float32)
+    result, null = null_of(images, acts, thresholds, labels, size, "any_label", draws, chunk_bytes)
+    assert {0, 3} <= set(result.top_concept.tolist())  # a pixel-level and an image-level top
+    sums = brute_null(images, acts, thresholds, result, labels, size, draws, seed=3)
+    np.testing.assert_allclose(sums[0], result.top_intersection)
+    union = result.top_denominator[None] - sums
+    iou = np.where(union > 0, sums / np.maximum(union, 1e-300), 0.0)
+    np.testing.assert_allclose(iou[0], result.top_iou, rtol=1e-12)
+    np.testing.assert_allclose(null.null_iou, iou[1:].mean(0), rtol=1e-12)
+    p = (1 + (iou[1:] >= iou[0][None]).sum(0)) / (1 + draws)
+    np.testing.assert_allclose(null.p_null, p)
+    np.testing.assert_allclose(null.q_null, significance.benjamini_hochberg(p))

@@ -117,3 +117,26 @@ def test_calibrated_threshold_is_the_brute_force_best_on_train(data, head):
                 expected = (pred & target).sum() / max((pred | target).sum(), 1)
                 assert probe.val_iou[0, c] == pytest.approx(expected, abs=1e-6)
     assert train_iou.min() > 0.0
+
+
+def test_threshold_search_in_blocks_equals_a_numpy_histogram():
+    from net2vec.probes.decision import ThresholdSearch
+
+    gen = torch.Generator().manual_seed(0)
+    heads, num_concepts, bins = 3, 4, 16
+    logits = torch.randn(heads, 9, 5, 6, generator=gen) * 2
+    masks = (torch.rand(9, 5, 6, generator=gen) > 0.6).float()
+    concept = torch.randint(0, num_concepts, (9,), generator=gen)
+    bound = torch.full((heads, num_concepts), 3.0)
+    blocked = ThresholdSearch(bound, bins, chunk_bytes=16 * heads * 30 * 2)  # two pairs a block
+    blocked.update(logits, masks, concept)
+    edges = np.linspace(-3.0, 3.0, bins + 1)
+    for s in range(heads):
+        for c in range(num_concepts):
+            z = logits[s, concept == c].numpy().astype(np.float64)
+            m = masks[concept == c].numpy() > 0.5
+            index = np.clip(np.floor((z + 3.0) / (edges[1] - edges[0])), 0, bins - 1)
+            pos = np.bincount(index[m].astype(int), minlength=bins)
+            neg = np.bincount(index[~m].astype(int), minlength=bins)
+            np.testing.assert_array_equal(blocked.positive[s, c].numpy(), pos)
+            np.testing.assert_array_equal(blocked.negative[s, c].numpy(), neg)

@@ -18,7 +18,7 @@ from reference import (
 
 from net2vec.data.datamodules import SegmentationDataModule
 from net2vec.probes.segmentation import SegmentationProbe, init_weights
-from net2vec.probes.single_filter import single_filter_seg
+from net2vec.probes.single_filter import pair_slots, single_filter_seg
 from net2vec.probes.subsets import SubsetError, subset_masks
 
 
@@ -145,6 +145,9 @@ def test_datamodule_batches(data, in_memory):
         for key in ("maps", "pair_image", "pair_concept", "masks"):
             torch.testing.assert_close(batch[key], expected[key])
         assert batch["maps"].dtype == batch["masks"].dtype == torch.float32
+        slot, width = pair_slots(batch["pair_image"], len(rows))  # the host's slots, no sync
+        torch.testing.assert_close(batch["pair_slot"], slot)
+        assert batch["pair_width"] == width
         seen.extend(rows)
     assert sorted(seen) == list(train_rows) and seen != list(train_rows)  # all, shuffled
     first = [
@@ -177,8 +180,9 @@ def test_device_batches_equal_host_batches(data, device):
             host.probe_dataloader(split), on_device.probe_dataloader(split), strict=True
         ):
             assert b["masks"].device.type == device
-            for key in ("maps", "pair_image", "pair_concept", "masks", "image_index"):
+            for key in ("maps", "pair_image", "pair_concept", "masks", "image_index", "pair_slot"):
                 torch.testing.assert_close(b[key].cpu(), a[key], check_dtype=True)
+            assert a["pair_width"] == b["pair_width"]
     streamed = single_filter_seg(on_device.probe_dataloader(), 4, 10, data.mask_size, data.split)
     direct = single_filter_seg(host.probe_dataloader(), 4, 10, data.mask_size, data.split)
     np.testing.assert_array_equal(streamed.intersection, direct.intersection)
@@ -203,7 +207,6 @@ def test_full_batch_training_equals_reference(data):
         torch.testing.assert_close(probe.weight[0, c].detach(), ref, rtol=1e-4, atol=1e-6)
         assert not torch.allclose(ref, init[c])
         assert probe.val_iou[0, c] == pytest.approx(val_set_iou(data, c, ref), abs=1e-6)
-    assert set(probe.val_per_image) == {"image", "concept", "iou"}
 
 
 def test_minibatch_training_matches_reference_statistically():

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from net2vec.data.device_batches import DeviceBatches, batch_device
+from net2vec.data.device_batches import DeviceBatches, batch_device, pair_rows
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +202,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         if self._device_batches is not None and not raw:
             return self._device_batches.collate(rows)
         rows = np.sort(np.asarray(rows, dtype=np.int64))
-        offsets = np.asarray(self.concepts.pair_offsets)
         counts = self.pair_count[rows]
-        pair_idx = (
-            np.concatenate([np.arange(offsets[r], offsets[r + 1]) for r in rows])
-            if len(rows)
-            else np.zeros(0, dtype=np.int64)
-        )
+        pair_idx, slot, width = pair_rows(np.asarray(self.concepts.pair_offsets, np.int64), rows)
         if raw:
             key, maps = (
                 "activations",
@@ -224,6 +219,8 @@ class SegmentationDataModule(pl.LightningDataModule):
             ).long(),
             "masks": self._read_masks(pair_idx),
             "image_index": torch.from_numpy(rows).long(),
+            "pair_slot": torch.from_numpy(slot),
+            "pair_width": width,
         }
 
     def _loader(

@@ -15,6 +15,16 @@ import torch
 BITS = torch.arange(7, -1, -1, dtype=torch.uint8)  # np.packbits order: most significant bit first
 
 
+def pair_rows(pair_offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Of sorted dataset ``rows``: the store's pair numbers (row by row), each pair's rank among its
+    row's pairs (``pair_slot``), and the largest number of pairs of a row (``pair_width``)."""
+    starts = pair_offsets[rows]
+    counts = pair_offsets[rows + 1] - starts
+    slot = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    width = int(counts.max()) if len(counts) else 0
+    return np.repeat(starts, counts) + slot, slot, width
+
+
 def batch_device(device_batches: bool | str, accelerator: str, devices) -> str | None:
     """'cuda' when the probes train on one GPU and ``device_batches`` (true | auto) allows it:
     the in-memory data then sit on the GPU and batches are assembled there; else None."""
@@ -71,16 +81,16 @@ class DeviceBatches:
         the CPU can prepare the next batch while the GPU works on this one.
         """
         rows = np.sort(np.asarray(rows, dtype=np.int64))
-        starts = self.pair_offsets[rows]
-        counts = self.pair_offsets[rows + 1] - starts
-        first = np.cumsum(counts) - counts  # each row's first slot in the batch
-        pair_idx = np.repeat(starts - first, counts) + np.arange(int(counts.sum()))
-        pair_image = np.repeat(np.arange(len(rows)), counts)
-        rows_t, pair_idx_t, pair_image_t = (self._upload(v) for v in (rows, pair_idx, pair_image))
+        pair_idx, slot, width = pair_rows(self.pair_offsets, rows)
+        pair_image = np.repeat(np.arange(len(rows)), np.diff(self.pair_offsets)[rows])
+        values = (rows, pair_idx, pair_image, slot)
+        rows_t, pair_idx_t, pair_image_t, slot_t = (self._upload(v) for v in values)
         return {
             "maps": self.maps[self.map_pos[rows_t]].float(),
             "pair_image": pair_image_t,
             "pair_concept": self.pair_concept[pair_idx_t],
             "masks": self.masks(pair_idx_t),
             "image_index": rows_t,
+            "pair_slot": slot_t,
+            "pair_width": width,
         }

@@ -24,34 +24,54 @@ def bin_index(logits: torch.Tensor, bound: torch.Tensor, bins: int = BINS) -> to
 
 
 class ThresholdSearch:
-    """Accumulates positive/negative logit histograms per (head, concept); ``best()`` -> thresholds."""
+    """Accumulates positive/negative logit histograms per (head, concept); ``best()`` -> thresholds.
 
-    def __init__(self, bound: torch.Tensor, bins: int = BINS) -> None:
+    One float64 table (S, C, BINS, 2) holds both histograms (last axis: negative, positive
+    pixels); a batch is added in blocks of pairs whose temporaries (two int64 per logit) stay
+    within ``chunk_bytes``."""
+
+    def __init__(self, bound: torch.Tensor, bins: int = BINS, chunk_bytes: int = 1 << 28) -> None:
         self.bound = bound.detach().double().clamp(min=1e-6)  # (S, C)
-        self.bins = bins
-        shape = (*bound.shape, bins)
-        self.positive = torch.zeros(shape, dtype=torch.float64, device=bound.device)
-        self.negative = torch.zeros_like(self.positive)
+        self.bins, self.chunk_bytes = bins, int(chunk_bytes)
+        shape = (*bound.shape, bins, 2)
+        self.counts = torch.zeros(shape, dtype=torch.float64, device=bound.device)
+        self.one = torch.ones(1, dtype=torch.float64, device=bound.device)
+
+    @property
+    def positive(self) -> torch.Tensor:
+        return self.counts[..., 1]
+
+    @property
+    def negative(self) -> torch.Tensor:
+        return self.counts[..., 0]
 
     def update(self, logits: torch.Tensor, masks: torch.Tensor, concept: torch.Tensor) -> None:
         """Add (S, P, sh, sw) logits of pairs of `concept` (P,) with masks (P, sh, sw)."""
         heads, num_concepts = self.bound.shape
-        bound = self.bound[:, concept].to(logits.dtype)[..., None, None]
-        index = bin_index(logits, bound, self.bins)  # (S, P, sh, sw)
-        head = torch.arange(heads, device=logits.device)[:, None, None, None]
-        flat = (head * num_concepts + concept[None, :, None, None]) * self.bins + index
-        positive = (masks > 0.5).expand_as(index)
-        for hist, select in ((self.positive, positive), (self.negative, ~positive)):
-            hist.view(-1).index_add_(
-                0, flat[select], torch.ones_like(flat[select], dtype=hist.dtype)
-            )
+        pixels = logits.shape[2] * logits.shape[3]
+        step = max(1, self.chunk_bytes // (16 * heads * pixels))
+        head = torch.arange(heads, device=logits.device)[:, None, None]
+        for start in range(0, logits.shape[1], step):
+            z = logits[:, start : start + step].flatten(2)  # (S, p, pixels)
+            part = concept[start : start + step]
+            index = bin_index(z, self.bound[:, part].to(z.dtype)[..., None], self.bins)
+            index += (head * num_concepts + part[None, :, None]) * self.bins
+            index *= 2
+            index += (masks[start : start + step].flatten(1) > 0.5)[None]
+            flat = index.view(-1)
+            self.counts.view(-1).index_add_(0, flat, self.one.expand(flat.numel()))
 
     def best(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S, C) thresholds (lower bin edges) maximising train set IoU, and that IoU."""
-        true_pos = self.positive.flip(-1).cumsum(-1).flip(-1)  # pixels with z ≥ edge_j
-        false_pos = self.negative.flip(-1).cumsum(-1).flip(-1)
-        total = self.positive.sum(-1, keepdim=True)
-        iou = true_pos / (total + false_pos).clamp(min=1)
-        score, j = iou.max(-1)
+        """(S, C) thresholds (lower bin edges) maximising train set IoU, and that IoU (head by
+        head, so the temporaries are (C, BINS))."""
+        scores, bins = [], []
+        for head in range(self.counts.shape[0]):
+            true_pos = self.positive[head].flip(-1).cumsum(-1).flip(-1)  # pixels with z ≥ edge_j
+            false_pos = self.negative[head].flip(-1).cumsum(-1).flip(-1)
+            total = true_pos[:, :1]  # every positive pixel is ≥ the lowest edge
+            score, j = (true_pos / (total + false_pos).clamp(min=1)).max(-1)
+            scores.append(score)
+            bins.append(j)
+        score, j = torch.stack(scores), torch.stack(bins)
         edges = -self.bound + j.double() * (2 * self.bound / self.bins)
         return edges.float(), score.float()

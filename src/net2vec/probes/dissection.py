@@ -6,9 +6,10 @@ way, and writes into the run directory:
 
 - ``units.csv``: one row per unit: ``unit, concept, category, label_number, iou, detector`` (its
   top label over every category; detector: IoU > ``detector_iou``, and above every shuffled-mask
-  null draw when ``require_significant``), then the next two labels (``concept_2, category_2,
-  iou_2, concept_3, …``), then ``null_iou, p_null, significant`` (``probes.unit_null``; empty
-  when ``null_draws`` is 0);
+  null when ``require_significant``), then the next two labels (``concept_2, category_2,
+  iou_2, concept_3, …``), then ``null_iou, p_null, q_null, significant`` (``probes.unit_null``:
+  the tie-safe p-value, its Benjamini–Hochberg q-value across units, q_null ≤ ``fdr``; empty when
+  ``null_draws`` is 0);
 - ``dissection.h5``: ``iou`` (K, C), ``concepts``, ``categories``, ``label_numbers``,
   ``top_images`` (K, k) dataset rows by max activation and ``top_values`` (K, k), ``thresholds``;
 - ``summary.json``: per category the detectors and the unique concepts they detect, and totals;
@@ -103,7 +104,7 @@ class DissectionOutcome:
         header = ["unit", "concept", "category", "label_number", "iou", "detector"]
         for r in range(2, ranked + 1):
             header += [f"concept_{r}", f"category_{r}", f"iou_{r}"]
-        header += ["null_iou", "p_null", "significant"]
+        header += ["null_iou", "p_null", "q_null", "significant"]
         rows = []
         for unit in range(len(self.result.iou)):
             best = self.result.ranked(unit, ranked)
@@ -112,11 +113,15 @@ class DissectionOutcome:
             row.append(bool(self.detector[unit]))
             for c in best[1:]:
                 row += [str(self.names[c]), str(self.categories[c]), _num(self.result.iou[unit, c])]
-            null = self.null
-            row += ["", "", ""] if null is None else [_num(null.null_iou[unit])]
-            row += [] if null is None else [_num(null.p_null[unit]), bool(null.significant[unit])]
+            row += ["", "", "", ""] if self.null is None else self.null_row(unit)
             rows.append(row)
         return header, rows
+
+    def null_row(self, unit: int) -> list:
+        """null_iou, p_null, q_null, significant of one unit."""
+        null = self.null
+        values = (null.null_iou[unit], null.p_null[unit], null.q_null[unit])
+        return [_num(v) for v in values] + [bool(null.significant[unit])]
 
     def counts(self) -> dict:
         """Per category (published order): detector units and the unique concepts they detect;
@@ -156,7 +161,7 @@ def summary_line(summary: dict) -> str:
         if c["detectors"]
     )
     config, null = summary["config"], nd.get("null")
-    rule = " and above every null draw" if null and null["require_significant"] else ""
+    rule = " and beating the null" if null and null["require_significant"] else ""
     line = (
         f"netdissect {config['network']} {config['layer']}: {nd['detectors']}/{nd['units']} units "
         f"are detectors (IoU > {nd['detector_iou']:g}{rule}) of {nd['unique_concepts']} unique "
@@ -165,7 +170,7 @@ def summary_line(summary: dict) -> str:
     if null:
         line += (
             f"\nshuffled-mask null ({null['draws']} draws): {null['detectors_beating_null']} of "
-            f"{null['detectors_iou']} IoU detectors beat every draw "
+            f"{null['detectors_iou']} IoU detectors beat it (q_null <= {null['fdr']:g}) "
             f"({null['unique_concepts_beating_null']} of {null['unique_concepts_iou']} unique concepts)"
         )
     return line
@@ -244,6 +249,7 @@ class NetDissectTask:
         top_images: int = 16,
         null_draws: int = 0,
         null_seed: int = 0,
+        fdr: float = 0.05,
         require_significant: bool = False,
         **settings,
     ) -> None:
@@ -252,7 +258,7 @@ class NetDissectTask:
         self.detector_iou, self.align_corners = float(detector_iou), bool(align_corners)
         self.top_images = int(top_images)
         self.null_draws, self.null_seed = int(null_draws), int(null_seed)
-        self.require_significant = bool(require_significant)
+        self.require_significant, self.fdr = bool(require_significant), float(fdr)
         if self.null_draws < 0 or (self.require_significant and not self.null_draws):
             raise ValueError(
                 f"task.null_draws={null_draws}: expected >= 1 with task.require_significant=true"
@@ -286,6 +292,7 @@ class NetDissectTask:
                     self.null_draws,
                     self.null_seed,
                     self.align_corners,
+                    self.fdr,
                     progress=True,
                 )
         return DissectionOutcome(

@@ -77,6 +77,9 @@ class NetDissectResult:
     top_concept: np.ndarray  # (K,)
     top_iou: np.ndarray  # (K,)
     detector: np.ndarray  # (K,) bool, top_iou > threshold
+    # Σ|A_k ∩ L_c| and Σ|A_k|·[x counts for cat(c)] + Σ|L_c| of each unit's top label c (float64)
+    top_intersection: np.ndarray | None = None
+    top_denominator: np.ndarray | None = None
 
     def unique_detectors(self, concept_category: np.ndarray) -> dict[int, int]:
         """Number of distinct concepts detected, per category code."""
@@ -205,8 +208,12 @@ def netdissect(
         _tally_chunk(tally, *chunk, labels, tuple(mask_size), align_corners, union, thresholds_t)
     iou = tally.iou(category)
     top = iou.argmax(1)
-    top_iou = iou[np.arange(num_filters), top]
-    return NetDissectResult(iou, top, top_iou, top_iou > detector_iou)
+    units = np.arange(num_filters)
+    top_iou = iou[units, top]
+    inter = tally.inter.numpy()[top, units]
+    denominator = tally.units.numpy()[units, np.asarray(labels.category)[top]]
+    denominator = denominator + tally.label_area.numpy()[top]
+    return NetDissectResult(iou, top, top_iou, top_iou > detector_iou, inter, denominator)
 
 
 def labelled_rows(concepts) -> np.ndarray:

@@ -34,21 +34,27 @@ import torch.nn.functional as F
 
 from net2vec.probes.base import ConceptProbe, init_weights  # noqa: F401  (init_weights: public here too)
 from net2vec.probes.decision import DECISIONS, ThresholdSearch
-from net2vec.probes.single_filter import pair_slots
+from net2vec.probes.single_filter import batch_slots, pair_slots
 from net2vec.probes.upsample import upsampling_matrices
-from net2vec.statistics.iou import PerImageIoU, SetIoU, ratio
+from net2vec.statistics.iou import SetIoU, ratio
 
 LOSSES = ("paper", "bce", "soft_iou")
 HEADS = ("linear", "mlp")
 
 
 def pair_maps(
-    weights: torch.Tensor, maps: torch.Tensor, pair_image: torch.Tensor, pair_concept: torch.Tensor
+    weights: torch.Tensor,
+    maps: torch.Tensor,
+    pair_image: torch.Tensor,
+    pair_concept: torch.Tensor,
+    slots: tuple[torch.Tensor, int] | None = None,
 ) -> torch.Tensor:
-    """Z[s, p] = Σ_k weights[s, c_p, k] · maps[i_p, k]: (S, P, h, w), one bmm over images."""
+    """Z[s, p] = Σ_k weights[s, c_p, k] · maps[i_p, k]: (S, P, h, w), one bmm over images.
+
+    slots: each pair's rank within its image and the largest rank + 1 (``batch_slots``)."""
     heads = weights.shape[0]
     n, num_filters, h, w = maps.shape
-    slot, width = pair_slots(pair_image, n)
+    slot, width = slots if slots is not None else pair_slots(pair_image, n)
     padded = weights.new_zeros(n, width, heads, num_filters)
     padded = padded.index_put((pair_image, slot), weights[:, pair_concept].transpose(0, 1))
     z = torch.bmm(padded.view(n, width * heads, num_filters), maps.view(n, num_filters, h * w))
@@ -82,7 +88,7 @@ def soft_iou_loss(
 class PaperLoss(torch.autograd.Function):
     """−Σ σ(rows · U_wᵀ) · coef over heads, pairs and pixels, fused to spare full-size passes.
 
-    Forward: one GEMM into the (S, P, sh, sw) buffer, an in-place sigmoid, one dot per head.
+    Forward: one GEMM into the (S, P, sh, sw) buffer, an in-place sigmoid, one GEMV over heads.
     Backward: one fused σ' · coef pass and one GEMM back to layer-width rows, where the
     incoming scalar gradient is applied to the small tensor.
     """
@@ -90,8 +96,7 @@ class PaperLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows, u_w_t, coef, heads):
         prob = (rows @ u_w_t).view(heads, *coef.shape).sigmoid_()
-        flat = coef.reshape(-1)
-        total = sum(torch.dot(prob[s].reshape(-1), flat) for s in range(heads))
+        total = (prob.view(heads, -1) @ coef.reshape(-1)).sum()  # every head in one product
         ctx.save_for_backward(prob, u_w_t, coef)
         return -total
 
@@ -155,9 +160,7 @@ class SegmentationProbe(ConceptProbe):
             optimizer or functools.partial(torch.optim.SGD, lr=1e-4, momentum=0.9), scheduler
         )
         self.set_iou = SetIoU(self.heads * num_concepts)
-        self.per_image = PerImageIoU()
         self.val_iou = self.val_union = None
-        self.val_per_image: dict[str, np.ndarray] = {}
 
     def setup_mlp(self, num_concepts: int, num_filters: int, hidden: int, seed: int) -> None:
         """The non-linear head: W1 (H, C, K), b1 (H, C) zero, W2 (C, H) U(±1/√H); seeded."""
@@ -173,9 +176,10 @@ class SegmentationProbe(ConceptProbe):
         """Z of every head for every pair at layer resolution (S, P, h, w), bias included."""
         pair_image, pair_concept = batch["pair_image"].long(), batch["pair_concept"].long()
         maps = batch["maps"].float()
-        z = pair_maps(self.effective_weights(), maps, pair_image, pair_concept)
+        slots = batch_slots(batch, maps.shape[0])
+        z = pair_maps(self.effective_weights(), maps, pair_image, pair_concept, slots)
         if self.hparams.head == "mlp":
-            units = pair_maps(self.hidden_weight, maps, pair_image, pair_concept)  # (H, P, h, w)
+            units = pair_maps(self.hidden_weight, maps, pair_image, pair_concept, slots)
             units = (units + self.hidden_bias[:, pair_concept, None, None]).relu()
             z = z + torch.einsum("hpyx,ph->pyx", units, self.out_weight[pair_concept])[None]
         if self.bias is not None:  # rows of U sum to 1: a bias before upsampling is the same after
@@ -220,25 +224,18 @@ class SegmentationProbe(ConceptProbe):
         return total / self.hparams.ref_batch_size
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        if (
-            len(batch["pair_concept"]) == 0
-        ):  # typed empty state, so a DDP rank without pairs still syncs
-            empty = batch["masks"] > 0.5
-            self.per_image.update(
-                empty, empty, batch["pair_concept"].long(), batch["pair_concept"].long()
-            )
-            return
-        logits = self(batch)
-        target = batch["masks"] > 0.5
+        """Per-(head, concept) set IoU counts of the batch's pairs (no host sync, no copies of
+        the targets per head)."""
         concept = batch["pair_concept"].long()
-        pred = self.decide(logits, concept)
-        num_concepts = self.hparams.num_concepts
-        index = (
-            torch.arange(self.heads, device=concept.device)[:, None] * num_concepts + concept
-        ).flatten()
-        self.set_iou.update(pred.flatten(0, 1), target.expand_as(pred).flatten(0, 1), index)
-        image = batch["image_index"].long()[batch["pair_image"].long()]
-        self.per_image.update(pred[0], target, concept, image)
+        if len(concept) == 0:  # no pairs: nothing to count (the metric's state stays typed)
+            return
+        pred = self.decide(self(batch), concept)  # (S, P, sh, sw)
+        target = (batch["masks"] > 0.5)[None]
+        inter = (pred & target).sum((2, 3))
+        union = (pred | target).sum((2, 3))
+        heads = torch.arange(self.heads, device=concept.device)[:, None]
+        index = heads * self.hparams.num_concepts + concept
+        self.set_iou.update_counts(index.flatten(), inter.flatten(), union.flatten())
 
     def decide(self, logits: torch.Tensor, concept: torch.Tensor) -> torch.Tensor:
         """Predicted masks: σ > 0.5 (logit > 0), or logit ≥ the calibrated threshold of the concept."""
@@ -261,7 +258,10 @@ class SegmentationProbe(ConceptProbe):
         search = ThresholdSearch(self.logit_bound())
         for batch in batches:
             if len(batch["pair_concept"]):
-                batch = {k: v.to(self.device) for k, v in batch.items()}
+                batch = {
+                    k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                    for k, v in batch.items()
+                }
                 search.update(self(batch), batch["masks"], batch["pair_concept"].long())
         threshold, score = search.best()
         self.threshold.copy_(threshold)
@@ -273,9 +273,7 @@ class SegmentationProbe(ConceptProbe):
             iou = ratio(self.set_iou.intersection, self.set_iou.union).view(shape).float()
             union = self.set_iou.union.view(shape).clone()
         self.val_iou, self.val_union = iou.cpu().numpy(), union.cpu().numpy()
-        self.val_per_image = {k: v.cpu().numpy() for k, v in self.per_image.compute().items()}
         self.set_iou.reset()
-        self.per_image.reset()
         for head, name in enumerate(self.head_names()):
             seen = union[head] > 0
             if bool(seen.any()):

@@ -27,7 +27,8 @@ CHUNK_BYTES = 1 << 28  # upsampled maps held at once (float32)
 
 
 def pair_slots(pair_image: torch.Tensor, num_images: int) -> tuple[torch.Tensor, int]:
-    """Rank of each pair among the pairs of its image, and the largest count per image."""
+    """Rank of each pair among the pairs of its image, and the largest count per image (this
+    reads the count back from the device; collated batches carry both, see ``batch_slots``)."""
     counts = torch.bincount(pair_image, minlength=num_images)
     order = torch.argsort(pair_image, stable=True)
     starts = torch.cumsum(counts, 0) - counts
@@ -38,15 +39,23 @@ def pair_slots(pair_image: torch.Tensor, num_images: int) -> tuple[torch.Tensor,
     return slot, int(counts.max()) if len(counts) else 0
 
 
+def batch_slots(batch: dict, num_images: int) -> tuple[torch.Tensor, int]:
+    """``pair_slot`` and ``pair_width`` of a collated batch (no device sync), else computed."""
+    if "pair_slot" in batch:
+        return batch["pair_slot"].long(), int(batch["pair_width"])
+    return pair_slots(batch["pair_image"].long(), num_images)
+
+
 def pair_intersections(
-    binary: torch.Tensor, masks: torch.Tensor, pair_image: torch.Tensor
+    binary: torch.Tensor, masks: torch.Tensor, pair_image: torch.Tensor, slots=None
 ) -> torch.Tensor:
     """|binary[i, k] ∩ masks[p]| for each pair p of image i = pair_image[p]: (P, K).
 
-    binary: (n, K, S) float 0/1 (S = flattened pixels); masks: (P, S) float 0/1.
+    binary: (n, K, S) float 0/1 (S = flattened pixels); masks: (P, S) float 0/1; slots:
+    (slot, width) of the pairs if known (``batch_slots``).
     """
     n, _, pixels = binary.shape
-    slot, width = pair_slots(pair_image, n)
+    slot, width = slots if slots is not None else pair_slots(pair_image, n)
     padded = masks.new_zeros(n, max(width, 1), pixels)
     padded[pair_image, slot] = masks
     products = torch.bmm(padded, binary.transpose(1, 2))  # (n, width, K)
@@ -115,7 +124,10 @@ def _accumulate(
         binary = binary_upsampled(maps[start:stop], mask_size, align_corners)
         local = pair_image[selected] - start
         pair_masks = masks[selected]
-        inter = pair_intersections(binary, pair_masks, local).double()
+        slots = None
+        if "pair_slot" in batch:  # ranks within an image hold for any chunk of whole images
+            slots = (batch["pair_slot"].long()[selected], int(batch["pair_width"]))
+        inter = pair_intersections(binary, pair_masks, local, slots).double()
         union = binary.sum(2).double()[local] + pair_masks.sum(1).double()[:, None] - inter
         inter_acc.index_add_(0, row[selected], inter)
         union_acc.index_add_(0, row[selected], union)

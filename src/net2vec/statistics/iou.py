@@ -80,9 +80,15 @@ class SetIoU(Metric):
     def update_counts(
         self, concept: torch.Tensor, intersection: torch.Tensor, union: torch.Tensor
     ) -> None:
-        """Add precomputed per-pair counts (for callers that count faster themselves)."""
+        """Add precomputed per-pair counts (for callers that count faster themselves). The range
+        of ``concept`` is checked on CPU tensors only: on an accelerator it would cost a host sync
+        per step (index_add_ still fails there on an index out of range)."""
         concept = concept.long()
-        if len(concept) and (int(concept.min()) < 0 or int(concept.max()) >= self.num_concepts):
+        if (
+            concept.device.type == "cpu"
+            and len(concept)
+            and (int(concept.min()) < 0 or int(concept.max()) >= self.num_concepts)
+        ):
             raise ValueError(
                 f"concept index out of range [0, {self.num_concepts}): "
                 f"{int(concept.min())}..{int(concept.max())}"
