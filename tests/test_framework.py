@@ -93,8 +93,16 @@ def paths(workdir: Path, data_dir: Path, cache: Path, run_dir: Path | None = Non
 
 
 def numeric_columns(rows: list[dict]) -> dict[str, np.ndarray]:
+    """results.csv's numeric columns; an empty cell (a value not computed) reads as NaN."""
     keep = [key for key in rows[0] if key not in ("concept", "category")]
-    return {key: np.array([float(row[key]) for row in rows]) for key in keep}
+    return {key: np.array([float(row[key] or "nan") for row in rows]) for key in keep}
+
+
+def max_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a - b| over the cells both hold; cells empty in one only count as a difference."""
+    if not np.array_equal(np.isnan(a), np.isnan(b)):
+        return float("inf")
+    return float(np.nanmax(np.abs(a - b), initial=0.0))
 
 
 def test_ddp_shards_every_batch_exactly():
@@ -164,7 +172,7 @@ def ddp_vs_one_process(tmp_path: Path, shared_cache: Path, task: str) -> dict:
     one, ddp = read_results(tmp_path / "one" / "run"), read_results(run_dir)
     assert [r["concept"] for r in one] == [r["concept"] for r in ddp]
     a, b = numeric_columns(one), numeric_columns(ddp)
-    diffs = {key: float(np.abs(a[key] - b[key]).max()) for key in a}
+    diffs = {key: max_difference(a[key], b[key]) for key in a}
     with (
         h5py.File(tmp_path / "one" / "run" / "embeddings.h5") as x,
         h5py.File(run_dir / "embeddings.h5") as y,
