@@ -3,7 +3,13 @@ TCAV on the same vectors, the t-test + BH, and a planted network whose answer is
 
 from __future__ import annotations
 
+import csv
 import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -44,16 +50,17 @@ def test_directional_derivatives_match_one_concept_autograd():
     model, x = TinyNet().eval(), torch.randn(6, 3, 7, 7, generator=torch.Generator().manual_seed(1))
     vectors = torch.from_numpy(unit(np.random.default_rng(2).normal(size=(4, 8))))
     net = ClassOutput(model, "layer")
-    sets = lambda logits: [torch.arange(3)[:, None].expand(3, 6), torch.arange(3, 5)[:, None].expand(2, 6)]  # noqa: E731
+
+    def sets(logits):  # two class sets: classes 0-2 and 3-4, for every image
+        return [torch.arange(3)[:, None].expand(3, 6), torch.arange(3, 5)[:, None].expand(2, 6)]
+
     grads, _ = summed_gradients(net, x, sets)
     batched = directional_derivatives(grads, vectors.t())  # (5 classes, 6 images, 4 vectors)
     for k in range(5):
         for d in range(4):
-            captured = {}
-            handle = model.layer.register_forward_hook(lambda m, i, o: captured.update(a=o))
-            logits = model(x)
-            handle.remove()
-            (grad,) = torch.autograd.grad(logits[:, k].sum(), captured["a"])
+            layer = model.layer(model.stem(x))  # the model's own forward, split at the layer
+            logits = model.head(model.tail(layer).mean((2, 3)))
+            (grad,) = torch.autograd.grad(logits[:, k].sum(), layer)
             reference = (grad * vectors[d].float()[None, :, None, None]).sum((1, 2, 3))
             np.testing.assert_allclose(batched[k, :, d].numpy(), reference.numpy(), atol=1e-5)
 
@@ -90,7 +97,10 @@ def test_scores_match_captum(tmp_path):
     sets = [[concepts[i], concepts[3]] for i in range(3)]
     for target in (0, 2, 4):
         ours = TcavPass(
-            ClassOutput(model, "layer"), vectors, ClassImages("all", np.arange(5), None, [target]), 4
+            ClassOutput(model, "layer"),
+            vectors,
+            ClassImages("all", np.arange(5), None, [target]),
+            4,
         )
         ours.update(np.arange(24), inputs, ablate=False)
         theirs = tcav.interpret(inputs, sets, target=target)
@@ -151,7 +161,9 @@ def test_planted_head_reads_concept_a(tmp_path):
     fitter = Fitter(trainer, None, tmp_path / "run", tmp_path / "cache", {"planted": 1}, "planted")
     tested = task.tested_concepts(concepts)
     plan, vectors = task.fit_cavs(concepts, activations, tested, fitter)
-    tcav = TcavPass(ClassOutput(model, "layer"), vectors, ClassImages("all", np.arange(2), None, None), 2)
+    tcav = TcavPass(
+        ClassOutput(model, "layer"), vectors, ClassImages("all", np.arange(2), None, None), 2
+    )
     val = np.flatnonzero(concepts.split == 1)
     for start in range(0, len(val), 100):
         tcav.update(val[start : start + 100], maps[val[start : start + 100]], ablate=False)
@@ -170,3 +182,38 @@ def test_plan_columns():
     assert (drawn.sum(1) <= 1).all() and drawn.sum() >= 15
     np.testing.assert_array_equal(plan.labels[:, 0], presence[:, 0])
     assert sorted(plan.labels[:, 8]) == sorted(presence[:, 0])  # a permutation of concept 0's
+
+
+@pytest.mark.slow
+def test_default_tcav_run_names_significant_concepts(tmp_path):
+    """`python train.py task=tcav` on the embedded default (synthetic set, synthnet, conv5):
+    significant concepts for synthnet's scene classes, and the files' columns."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "WANDB_MODE": "offline"}  # NET2VEC_DATA/CACHE: content-keyed, reusable
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "train.py", "task=tcav", f"paths.root_dir={tmp_path}",
+         f"hydra.run.dir={run}", "logger=csv", "trainer.enable_progress_bar=false"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(run / "tcav.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[-7:] == ["score", "score_lo", "score_hi", "random_mean", "p", "q",
+                                  "significant"]  # fmt: skip
+    tested = [r for r in rows if r["p"]]
+    hits = [r for r in tested if r["significant"] == "1"]
+    assert hits and len(hits) < len(tested)  # some concepts matter, not all
+    for r in tested:
+        assert float(r["score_lo"]) <= float(r["score"]) <= float(r["score_hi"])
+        assert float(r["q"]) >= float(r["p"])
+    summary = json.loads((run / "summary.json").read_text())["tcav"]
+    assert summary["random_concepts"] == 100 and summary["repeats"] == 10
+    assert summary["images"] == "labelled"  # synthnet's classes are the dataset's scenes
+    named = [
+        f"{h['concept']} {h['score']:.2f}" for hits in summary["significant"].values() for h in hits
+    ]
+    assert any(name in done.stdout for name in named)  # the terminal names them
+    with open(run / "ablation.csv") as handle:
+        variants = {r["variant"] for r in csv.DictReader(handle)}
+    assert variants == {"project", "clamp"}

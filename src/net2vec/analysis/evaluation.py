@@ -27,6 +27,7 @@ from net2vec.analysis.experiment_pages import add_experiment_pages, is_experimen
 from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run, load_runs
 from net2vec.analysis.table import Table
+from net2vec.analysis.tcav_report import add_tcav_sections, is_tcav_run, load_tcav
 from net2vec.analysis.wandb_report import log_to_wandb
 from net2vec.common.wandb_media import is_wandb
 from net2vec.run.identity import flat_config
@@ -229,15 +230,17 @@ def analyse(
     dissections: list[str | Path] = (),
     unit_images: int = 8,
     fig8_concepts: int = 4,
+    tcav_runs: list[str | Path] = (),
 ) -> Report:
     """Every table and figure for ``runs`` (and the ``experiments`` run directories of
     experiments.py, and the ``dissections``: task=netdissect run directories) into ``out_dir``,
     with index.html; returns the Report."""
-    if not runs and not experiments and not dissections:
+    if not runs and not experiments and not dissections and not tcav_runs:
         raise NoRunsError("no runs to evaluate: pass runs=[RUN_DIR,...] or sweep=MULTIRUN_DIR")
     report = Report(Path(out_dir))
     dissected = [load_dissection(path) for path in dissections]
     add_dissection_sections(report, dissected, unit_images)
+    add_tcav_sections(report, [load_tcav(path) for path in tcav_runs])
     if runs:
         _score_sections(report, runs)
         _filter_sections(report, runs, fig8_concepts)
@@ -247,6 +250,7 @@ def analyse(
         runs=[f"{r.label}: {r.path}" for r in runs]
         + [f"{d.label}: {d.path}" for d in dissected]
         + [f"experiments: {e}" for e in experiments]
+        + [f"tcav: {t}" for t in tcav_runs]
     )
     log.info("report: %s", report.out_dir / "index.html")
     return report
@@ -273,7 +277,12 @@ def evaluate(cfg: DictConfig) -> Report:
     dissections = [p for p in given if is_dissection_run(p)]
     if cfg.get("sweep") and Path(cfg.sweep).is_dir():
         dissections += sorted(str(p.parent) for p in Path(cfg.sweep).rglob("units.csv"))
-    probe_runs = [p for p in given if not is_experiments_run(p) and not is_dissection_run(p)]
+    tcav_runs = [p for p in given if is_tcav_run(p)]
+    if cfg.get("sweep") and Path(cfg.sweep).is_dir():
+        tcav_runs += sorted(str(p.parent) for p in Path(cfg.sweep).rglob("tcav.csv"))
+    probe_runs = [
+        p for p in given if not (is_experiments_run(p) or is_dissection_run(p) or is_tcav_run(p))
+    ]
     sweep = Path(cfg.sweep) if cfg.get("sweep") else None
     sweep_has_probes = sweep is not None and (not sweep.is_dir() or any(sweep.rglob("results.csv")))
     runs = load_runs(probe_runs, cfg.get("sweep") if sweep_has_probes else None)
@@ -290,6 +299,7 @@ def evaluate(cfg: DictConfig) -> Report:
         dissections=dissections,
         unit_images=int(cfg.get("unit_images", 8)),
         fig8_concepts=int(cfg.get("fig8_concepts", 4)),
+        tcav_runs=tcav_runs,
     )
     if cfg.get("logger") and is_wandb(cfg.logger):  # the report as a run in the runs' group
         log_to_wandb(

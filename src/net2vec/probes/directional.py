@@ -46,7 +46,9 @@ class ClassOutput(nn.Module):
 
         def hook(module, inputs, output):
             if not isinstance(output, torch.Tensor):
-                raise NetworkError(f"layer {self.path!r} returns {type(output).__name__}, not a tensor")
+                raise NetworkError(
+                    f"layer {self.path!r} returns {type(output).__name__}, not a tensor"
+                )
             if leaf:
                 output = output.detach().requires_grad_(True)
             captured["output"] = output

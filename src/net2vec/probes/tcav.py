@@ -19,6 +19,7 @@ count equals the dataset's scene concepts, else ``predicted``.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -120,7 +121,9 @@ class TcavTask:
         )
         datamodule.setup()
         probe = self.module(len(plan.concept), activations.num_filters, balance="resample")
-        fitter.fit(probe, datamodule, "cavs")
+        own = copy.copy(fitter)  # the per-category curves (loggers.CategoryScores) read the
+        own.callbacks = []  # store's C concepts, not the plan's M columns
+        own.fit(probe, datamodule, "cavs")
         return plan, unit_vectors(probe.effective_weights()[0])
 
     def class_images(self, concepts, num_classes: int) -> ClassImages:
@@ -173,7 +176,9 @@ class TcavTask:
                 directions = ablation_directions(
                     plan, vectors, activations.pooled(), train, self.ablation_random
                 )
-            tcav = TcavPass(net, vectors, classes, self.class_batch, directions, self.ablation_batch)
+            tcav = TcavPass(
+                net, vectors, classes, self.class_batch, directions, self.ablation_batch
+            )
             for batch_rows, images in tqdm(self.batches(concepts, rows), desc="tcav", leave=False):
                 tcav.update(batch_rows, images, ablate=self.ablation)
         return self.outcome(concepts, tested, plan, vectors, tcav)
@@ -205,7 +210,9 @@ class TcavTask:
         )
 
 
-def ablation_directions(plan, vectors: np.ndarray, pooled: np.ndarray, train: np.ndarray, count: int):
+def ablation_directions(
+    plan, vectors: np.ndarray, pooled: np.ndarray, train: np.ndarray, count: int
+):
     """(D, K) ablation directions and (2, D) offsets (project out: 0; clamp: the absent mean).
 
     The directions: each concept's mean repeat vector (renormalised), then the first ``count``

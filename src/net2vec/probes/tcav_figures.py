@@ -24,7 +24,9 @@ import numpy as np  # noqa: E402
 def _grid(count: int, width: float = 4.0, height: float = 3.0, columns: int = 4):
     columns = max(1, min(columns, count))
     lines = max(1, math.ceil(count / columns))
-    fig, axes = plt.subplots(lines, columns, figsize=(width * columns, height * lines), squeeze=False)
+    fig, axes = plt.subplots(
+        lines, columns, figsize=(width * columns, height * lines), squeeze=False
+    )
     for ax in axes.ravel()[count:]:
         ax.set_visible(False)
     return fig, list(axes.ravel()[:count])

@@ -96,7 +96,10 @@ class TcavOutcome:
                     rows.append(
                         [self.names[c], self.categories[c], self.classes[k], variant]
                         + [int(self.n_images[k]), part["prob_drop"][c, k], part["acc_drop"][c, k]]
-                        + [part["random_prob_drop"][:, k].mean(), part["random_acc_drop"][:, k].mean()]
+                        + [
+                            part["random_prob_drop"][:, k].mean(),
+                            part["random_acc_drop"][:, k].mean(),
+                        ]
                         + [part["p"][c, k]]
                     )
         return [[_cell(v) for v in row] for row in rows]
@@ -111,8 +114,10 @@ class TcavOutcome:
                 {
                     "concept": str(self.names[c]),
                     "score": round(float(self.test.score[c, k]), 4),
-                    "interval": [round(float(self.test.score_lo[c, k]), 4),
-                                 round(float(self.test.score_hi[c, k]), 4)],  # fmt: skip
+                    "interval": [
+                        round(float(self.test.score_lo[c, k]), 4),
+                        round(float(self.test.score_hi[c, k]), 4),
+                    ],  # fmt: skip
                     "q": float(self.test.q[c, k]),
                 }
                 for c in hits
@@ -166,7 +171,9 @@ class TcavOutcome:
         if hasattr(logger, "log_table"):
             logger.log_table(key="tcav", columns=TCAV_COLUMNS, data=self.tcav_rows())
             if self.ablation is not None:
-                logger.log_table(key="ablation", columns=ABLATION_COLUMNS, data=self.ablation_rows())
+                logger.log_table(
+                    key="ablation", columns=ABLATION_COLUMNS, data=self.ablation_rows()
+                )
         if wandb_media.is_wandb(logger):
             wandb_media.log_images(logger.experiment, self.figures(), prefix="tcav")
 
@@ -189,7 +196,9 @@ def summary_text(summary: dict, top: int = 5) -> str:
             f"{h['concept']} {h['score']:.2f} [{h['interval'][0]:.2f}, {h['interval'][1]:.2f}]"
             for h in hits[:top]
         )
-        lines.append(f"  {name}: {shown or 'none'}" + (f" (+{len(hits) - top})" if len(hits) > top else ""))
+        lines.append(
+            f"  {name}: {shown or 'none'}" + (f" (+{len(hits) - top})" if len(hits) > top else "")
+        )
     return "\n".join(lines)
 
 

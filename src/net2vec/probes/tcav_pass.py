@@ -72,7 +72,9 @@ class TcavPass:
         self.directions, self.ablation_batch = directions, int(ablation_batch)
         d = 0 if directions is None else len(directions[0])
         self.base = {"prob": np.zeros(n), "correct": np.zeros(n), "images": np.zeros(n)}
-        self.ablated = {v: {"prob": np.zeros((d, n)), "correct": np.zeros((d, n))} for v in VARIANTS}
+        self.ablated = {
+            v: {"prob": np.zeros((d, n)), "correct": np.zeros((d, n))} for v in VARIANTS
+        }
 
     def class_sets(self, rows: np.ndarray):
         """``targets_of`` for summed_gradients: the image's own class, or every scored class."""
