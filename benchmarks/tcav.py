@@ -35,14 +35,14 @@ from net2vec.probes.tcav import TcavTask
 from net2vec.run.pipeline import StageTimer, Stores, build_fitter
 
 
-def ours(cfg, concepts, activations, *overrides) -> dict[str, float]:
-    """Wall seconds of the task's stages (fresh run directory: nothing resumed)."""
-    with tempfile.TemporaryDirectory() as run_dir:
-        cfg.paths.output_dir = run_dir
-        task = hydra.utils.instantiate(cfg.task, **dict(overrides))
-        fitter = build_fitter(cfg, None, Path(run_dir), Stores(Path("."), concepts, activations))
-        timer = StageTimer()
-        task.run(concepts, activations, [], fitter, timer)
+def ours(cfg, concepts, activations, run_dir: Path, **overrides) -> dict[str, float]:
+    """Wall seconds of the task's stages; the CAV fit resumes from ``run_dir``'s finished
+    checkpoint when a variant changes nothing the vectors depend on (ablation, images)."""
+    cfg.paths.output_dir = str(run_dir)
+    task = hydra.utils.instantiate(cfg.task, **overrides)
+    fitter = build_fitter(cfg, None, run_dir, Stores(Path("."), concepts, activations))
+    timer = StageTimer()
+    task.run(concepts, activations, [], fitter, timer)
     return dict(timer.seconds)
 
 
@@ -120,11 +120,12 @@ def main() -> None:
     task = hydra.utils.instantiate(cfg.task)
     tested = task.tested_concepts(concepts)
     repeats, random = int(cfg.task.repeats), int(cfg.task.random_concepts)
-    base = ours(cfg, concepts, activations, ("ablation", False))
-    with_ablation = ours(cfg, concepts, activations)
-    doubled = ours(cfg, concepts, activations, ("ablation", False), ("repeats", 2 * repeats),
-                   ("random_concepts", 2 * random))  # fmt: skip
-    every = ours(cfg, concepts, activations, ("ablation", False), ("images", "all"))
+    with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+        base = ours(cfg, concepts, activations, Path(first), ablation=False)
+        with_ablation = ours(cfg, concepts, activations, Path(first))  # same CAVs
+        every = ours(cfg, concepts, activations, Path(first), ablation=False, images="all")
+        doubled = ours(cfg, concepts, activations, Path(second), ablation=False,
+                       repeats=2 * repeats, random_concepts=2 * random)  # fmt: skip
     seconds, sets, classes, fixed = captum_run(
         task, concepts, tested, args.captum_concepts, args.captum_random, repeats
     )

@@ -18,11 +18,17 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from net2vec.analysis.report import Report
+from net2vec.analysis.tcav_report import add_tcav_sections, is_tcav_run, load_tcav
+from net2vec.common.errors import ConfigError
+from net2vec.features.hooks import NetworkError
+from net2vec.features.planted import PlantedSource
 from net2vec.features.planted_head import PlantedClassifier
 from net2vec.probes.cavs import cav_plan
 from net2vec.probes.directional import ClassOutput, directional_derivatives, summed_gradients
 from net2vec.probes.fitting import Fitter
 from net2vec.probes.tcav import TcavTask
+from net2vec.probes.tcav_outcome import TcavOutcome
 from net2vec.probes.tcav_pass import ClassImages, TcavPass
 from net2vec.statistics.tcav import tcav_test
 
@@ -217,3 +223,43 @@ def test_default_tcav_run_names_significant_concepts(tmp_path):
     with open(run / "ablation.csv") as handle:
         variants = {r["variant"] for r in csv.DictReader(handle)}
     assert variants == {"project", "clamp"}
+
+
+def test_outcome_files_log_and_report(tmp_path):
+    rng = np.random.default_rng(0)
+    concept = np.concatenate([np.full((1, 10, 3), 0.97), rng.uniform(0.3, 0.7, (2, 10, 3))])
+    random = rng.uniform(0.3, 0.7, (100, 3))
+    drops = {"prob_drop": rng.random((3, 3)), "acc_drop": rng.random((3, 3)),
+             "random_prob_drop": rng.random((5, 3)), "random_acc_drop": rng.random((5, 3)),
+             "p": rng.random((3, 3))}  # fmt: skip
+    outcome = TcavOutcome(
+        np.array(["a", "b", "c"]), np.array(["object"] * 3), np.array(["x", "y", "z"]),
+        np.array([20, 20, 20]), tcav_test(concept, random), concept, random,
+        np.zeros((130, 4), np.float32), {"project": drops, "clamp": drops},
+        {"random_concepts": 100, "repeats": 10, "resample": "split", "images": "all",
+         "alpha": 0.05, "layer": "conv5"},
+    )  # fmt: skip
+    summary = outcome.write(tmp_path, {"network": "n", "layer": "conv5"}, {"total": 1.0}, {})
+    assert summary["tcav"]["significant_cells"] == 3  # concept a, every class
+    assert "x: a 0.97" in outcome.terminal(summary)
+    logged = []
+    logger = SimpleNamespace(log_metrics=logged.append, log_table=lambda **k: logged.append(k))
+    outcome.log(logger, summary)
+    assert logged[0] == {"tcav/tested_cells": 9, "tcav/significant_cells": 3}
+    assert [t["key"] for t in logged[1:]] == ["tcav", "ablation"]
+    run = load_tcav(tmp_path)
+    assert is_tcav_run(tmp_path) and len(run.tcav["score"]) == 9
+    report = Report(tmp_path / "report")
+    add_tcav_sections(report, [run])
+    assert (
+        len(report.figures) == 4 and len(report.tables["tcav_significant_n/conv5/tcav"].rows) == 3
+    )
+
+
+def test_networks_without_class_scores_are_one_line_errors():
+    planted = PlantedSource()
+    with pytest.raises(ConfigError, match="network=planted: it has no model"):
+        TcavTask("tcav", planted, None, "conv5", ".")
+    dense = ClassOutput(nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 2, 1)), "0")
+    with pytest.raises(NetworkError, match=r"\(2, 2, 3, 3\) is not \(batch, classes\)"):
+        dense(torch.zeros(2, 3, 3, 3))
