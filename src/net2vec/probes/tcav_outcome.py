@@ -124,6 +124,14 @@ class TcavOutcome:
             ]
         return out
 
+    def binary_share(self) -> float:
+        """Share of the vectors' scores that are exactly 0 or 1 (every image of a class agrees):
+        near 1 where the class logit is linear in the layer (e.g. the last layer before a
+        pooled linear head), whose gradient, and so the sign of S, is the same for every image."""
+        scores = np.concatenate([self.repeat_scores.reshape(-1), self.random_scores.reshape(-1)])
+        scores = scores[np.isfinite(scores)]
+        return round(float(np.isin(scores, (0.0, 1.0)).mean()), 4) if len(scores) else float("nan")
+
     def write(self, run_dir: Path, config: dict, timings: dict, stores: dict) -> dict:
         """tcav.csv, ablation.csv, tcav.h5 and summary.json (the task outcome protocol)."""
         run_dir = Path(run_dir)
@@ -146,6 +154,7 @@ class TcavOutcome:
                 "tested_cells": int(tested.sum()),
                 "significant_cells": int(self.test.significant.sum()),
                 "significant": self.significant(),
+                "binary_scores": self.binary_share(),
             },
             "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
             "versions": package_versions(),
@@ -191,6 +200,13 @@ def summary_text(summary: dict, top: int = 5) -> str:
         f"{info['repeats']} repeats vs {info['random_concepts']} random concepts, BH q < "
         f"{info['alpha']:g}; images: {info['images']})"
     ]
+    if info.get("binary_scores", 0) > 0.9:
+        lines.append(
+            f"  note: {100 * info['binary_scores']:.0f} % of the scores are 0 or 1: the class "
+            "logits are (nearly) linear in this layer, so S has one sign for all images and a "
+            "score tests the sign of <class weights, vector> (docs/tcav.md); an earlier layer "
+            "gives image-dependent scores"
+        )
     for name, hits in info["significant"].items():
         shown = ", ".join(
             f"{h['concept']} {h['score']:.2f} [{h['interval'][0]:.2f}, {h['interval'][1]:.2f}]"
