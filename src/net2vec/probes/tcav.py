@@ -183,6 +183,15 @@ class TcavTask:
                 tcav.update(batch_rows, images, ablate=self.ablation)
         return self.outcome(concepts, tested, plan, vectors, tcav)
 
+    def ablation_outcome(self, tcav: TcavPass, concepts: int, enough: np.ndarray) -> dict | None:
+        """The ablation drops and p (classes with too few images: p left empty)."""
+        if tcav.directions is None:
+            return None
+        results = ablation_results(tcav, concepts)
+        for part in results.values():
+            part["p"][:, ~enough] = np.nan
+        return results
+
     def outcome(self, concepts, tested, plan, vectors, tcav: TcavPass) -> TcavOutcome:
         scores = tcav.scores()  # (M, n_classes)
         real = ~plan.random
@@ -198,7 +207,7 @@ class TcavTask:
             repeat_scores=repeat_scores,
             random_scores=scores[plan.random],
             vectors=vectors.astype(np.float32),
-            ablation=ablation_results(tcav, len(tested)) if tcav.directions is not None else None,
+            ablation=self.ablation_outcome(tcav, len(tested), enough),
             settings={
                 "random_concepts": int(self.random_concepts),
                 "repeats": int(self.repeats),
