@@ -43,6 +43,11 @@ SECTIONS = [
     ("embeddings", "§5.3: concept embeddings (Tables 2-3, Fig. 10)", part.embeddings_section),
     ("netdissect", "Network Dissection", part.netdissect_section),
     ("compexp", "Compositional explanations", part.compexp_section),
+    (
+        "tcav",
+        "TCAV and concept ablation: does the decision depend on a concept?",
+        part.tcav_section,
+    ),
     ("experiments", "Experiments: alignment, robustness, ablation", part.experiments_section),
     ("variants", "Probe variants: head, loss, decision", part.variants_section),
     ("statistics", "Statistics: significance, nulls and seeds", part.statistics_section),

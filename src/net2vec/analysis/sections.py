@@ -22,6 +22,7 @@ from net2vec.analysis.experiment_pages import add_experiment_pages
 from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run
 from net2vec.analysis.table import Table
+from net2vec.analysis.tcav_report import add_tcav_sections, tcav_runs
 
 
 @dataclass
@@ -282,3 +283,8 @@ def compexp_section(report: Report, inputs: Inputs) -> None:
 def experiments_section(report: Report, inputs: Inputs) -> None:
     """The tables and figures of experiments.py runs."""
     add_experiment_pages(report, inputs.experiments)
+
+
+def tcav_section(report: Report, inputs: Inputs) -> None:
+    """TCAV and concept ablation: does the network's decision depend on a concept vector?"""
+    add_tcav_sections(report, tcav_runs(inputs.directories))
