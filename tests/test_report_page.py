@@ -11,8 +11,10 @@ import numpy as np
 
 from net2vec.analysis.report import Report
 from net2vec.analysis.runs import Run
-from net2vec.analysis.summary import FDR_Q, headline, headline_lines
+from net2vec.analysis.summary import headline, headline_lines
 from net2vec.analysis.table import SHOWN_ROWS, Table, shown
+
+FDR_Q = 0.05  # stats.fdr: the runs below have no summary of their own, so the default
 
 
 def test_html_shows_3_significant_digits_and_csv_keeps_every_digit(tmp_path):
@@ -63,21 +65,34 @@ def probe_run(task: str, single, all_, **columns) -> Run:
     return Run(Path("r"), "net", "conv5", task, results, summary=summary)
 
 
-def test_headline_counts_fdr_significant_concepts_and_falls_back_to_p():
+def test_headline_counts_what_the_statistics_call_significant():
+    """all > single needs q ≤ fdr and the all − single interval above 0; the nulls q ≤ fdr."""
     rng = np.random.default_rng(0)
     single, all_ = rng.random(40), rng.random(40)
-    q, q_null = rng.random(40) * 0.2, rng.random(40) * 0.2
-    line = headline(probe_run("seg", single, all_, q_all_gt_single=q, q_null=q_null))
+    q, q_null, q_single = rng.random(40) * 0.2, rng.random(40) * 0.2, rng.random(40) * 0.2
+    diff_lo = rng.normal(size=40)
+    line = headline(
+        probe_run(
+            "seg",
+            single,
+            all_,
+            q_all_gt_single=q,
+            q_single_gt_all=np.ones(40),
+            diff_val_lo=diff_lo,
+            diff_val_hi=diff_lo + 1,
+            q_null=q_null,
+            single_q_null=q_single,
+        )
+    )
     assert line.corrected and line.significant == {
-        "all > single": int(sum(v <= FDR_Q for v in q)),
+        "all > single": int(sum((v <= FDR_Q) and (lo > 0) for v, lo in zip(q, diff_lo))),
         "all > null": int(sum(v <= FDR_Q for v in q_null)),
+        "single > null": int(sum(v <= FDR_Q for v in q_single)),
     }
     assert line.percent == 100 * np.mean(all_ >= single) and line.holds
     single_object = single[::2].mean()
     assert line.by_category["object"] == (single_object, all_[::2].mean())
-    p = rng.random(40)
-    fallback = headline(probe_run("cls", single, all_, p_all_gt_single=p))
-    assert not fallback.corrected
-    assert fallback.significant == {"all > single": int(np.sum(p >= 0.975))}
+    older = headline(probe_run("cls", single, all_, p_all_gt_single=rng.random(40)))
+    assert not older.corrected and older.significant == {}
     lines = headline_lines([probe_run("seg", single, all_)], [])
-    assert "no statistics" in lines[0] and "holds in 1 of 1 runs" in lines[-1]
+    assert "no FDR-controlled statistics" in lines[0] and "holds in 1 of 1 runs" in lines[-1]

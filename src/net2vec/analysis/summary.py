@@ -4,7 +4,7 @@ The claim (Fong & Vedaldi 2018, Table 1): a learned combination of all filters e
 at least as well as the best single filter for most concepts. Per probe run the summary shows
 the share of concepts where all ≥ single with its bootstrap interval, how many concepts beat
 the single filter (and their shuffled-mask null) significantly after Benjamini-Hochberg FDR
-control (``q_*`` columns of results.csv; without them, the uncorrected bootstrap count), and the
+control (``q_*`` columns of results.csv, with the run's ``stats.fdr``), and the
 mean score single → all per category; per NetDissect run, its detectors and unique concepts;
 then three pictures (Fig. 3, a Fig. 8 strip, the best detectors' unit strips). The same
 headline goes to the terminal (``headline_lines``).
@@ -22,9 +22,8 @@ from net2vec.analysis.dissection_report import DissectionRun, grid_of
 from net2vec.analysis.report import Report, slug
 from net2vec.analysis.runs import Run
 from net2vec.analysis.table import shown
-from net2vec.analysis.uncertainty import significant
+from net2vec.analysis.uncertainty import above_null, fdr_of, significant
 
-FDR_Q = 0.05  # a concept counts as significant when its BH q-value is at most this
 MAJORITY = 50.0  # the claim holds in a run when the share's interval lies above this (%)
 
 
@@ -38,8 +37,9 @@ class Headline:
     lo: float | None
     hi: float | None
     significant: dict[str, int]  # "all > single", "all > null", "single > null" -> count
-    corrected: bool  # FDR q-values (True) or uncorrected bootstrap p (False)
+    corrected: bool  # FDR-controlled counts present (runs written before q-values have none)
     by_category: dict[str, tuple[float, float]]  # category -> (single, all) mean score
+    fdr: float = 0.05  # the run's stats.fdr
 
     @property
     def holds(self) -> bool | None:
@@ -51,17 +51,13 @@ def headline(run: Run) -> Headline:
     """The headline numbers of a probe run."""
     ok = np.isfinite(run.single) & np.isfinite(run.all)
     stats = run.summary.get("statistics") or {}
-    counts, corrected = {}, "q_all_gt_single" in run.results
-    if corrected:
-        for name, column in (
-            ("all > single", "q_all_gt_single"),
-            ("all > null", "q_null"),
-            ("single > null", "single_q_null"),
-        ):
-            if column in run.results:
-                counts[name] = int(np.sum(run.results[column][ok] <= FDR_Q))
-    elif (sig := significant(run)) is not None:
+    counts, sig = {}, significant(run)
+    if sig is not None:  # the run's own definitions (analysis.uncertainty, docs/statistics.md)
         counts["all > single"] = int(sig[0][ok].sum())
+        for name, prefix in (("all > null", ""), ("single > null", "single_")):
+            if (beats := above_null(run, prefix)) is not None:
+                counts[name] = int(beats[ok].sum())
+    corrected = sig is not None
     by_category = {}
     for category in sorted(set(run.categories[ok].tolist())):
         chosen = ok & (run.categories == category)
@@ -75,6 +71,7 @@ def headline(run: Run) -> Headline:
         counts,
         corrected,
         by_category,
+        fdr_of(run),
     )
 
 
@@ -85,8 +82,8 @@ def _share(line: Headline) -> str:
 
 def _significance(line: Headline) -> str:
     if not line.significant:
-        return "no statistics (stats=null)"
-    kind = f"FDR q ≤ {FDR_Q}" if line.corrected else "bootstrap, uncorrected"
+        return "no FDR-controlled statistics (stats=null, or a run written before q-values)"
+    kind = f"FDR q ≤ {line.fdr:g}; all > single also needs its all − single interval above 0"
     counts = ", ".join(f"{name} {n}" for name, n in line.significant.items())
     return f"{counts} ({kind})"
 
