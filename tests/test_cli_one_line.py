@@ -50,5 +50,5 @@ def test_bad_values_and_missing_runs_end_with_one_line(tmp_path):
     assert "task.batch_size=0" in script_error("train", "task.batch_size=0", cwd=tmp_path)
     assert "stats.level=1.5" in script_error("train", "stats.level=1.5", cwd=tmp_path)
     missing = tmp_path / "missing"
-    line = script_error("evaluate", f"runs=[{missing}]", f"output_dir={tmp_path / 'report'}")
+    line = script_error("evaluate", f"runs=[{missing}]", f"hydra.run.dir={tmp_path / 'report'}")
     assert f"{missing}: no such run directory" in line

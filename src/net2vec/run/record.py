@@ -5,7 +5,7 @@ file before the task starts. A second ``train.py`` pointed at the folder of a li
 refused by ``pipeline.claim_run_dir``) would rewrite the live run's record and write into its log.
 So ``conf/hydra/default.yaml`` turns both off (``output_subdir: null``, the file handler unused and
 delayed), and :func:`hydra_record` writes the same files, with Hydra's own log format, after the
-lock is taken (docs/architecture.md "Run folders").
+lock is taken (docs/reliability.md "One folder per run").
 """
 
 from __future__ import annotations
