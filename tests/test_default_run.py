@@ -50,9 +50,11 @@ def test_default_run_end_to_end(tmp_path):
     learned = np.array([float(r["iou_val"]) for r in rows])
     assert np.all((single >= 0) & (single <= 1)) and np.all((learned >= 0) & (learned <= 1))
     assert single.mean() > 0.01 and learned.mean() > 0.01  # synthnet's filters carry concepts
-    # the paper's effect with the paper's protocol (measured: 84 % of concepts; per category the
-    # learned mean is 1.8-5.7x the single filter's, parts 0.115 vs 0.063)
-    assert np.mean(learned >= single) >= 0.8
+    # the paper's effect with the paper's protocol. The count moves between machines (80 % here,
+    # 84 % elsewhere: 12 concepts lie within 0.005 IoU of their single filter) and seeds (78-91 %
+    # over seeds 0-5, docs/reliability.md); the threshold sits 8 points below the lowest. Per
+    # category the learned mean is 1.8-5.3x the single filter's (parts 0.121 vs 0.066).
+    assert np.mean(learned >= single) >= 0.7
     category = np.array([r["category"] for r in rows])
     for name in ("color", "object", "part", "material"):
         chosen = category == name

@@ -117,6 +117,20 @@ def read_results(path: Path) -> dict[str, np.ndarray]:
     if not rows or "concept" not in rows[0]:
         raise RunError(f"{path}: missing header with a 'concept' column")
     header, body = rows[0], rows[1:]
+    if not body:
+        raise RunError(f"{path}: no concept rows, only a header (a truncated or failed run)")
+    short = next((i for i, row in enumerate(body) if row and len(row) < len(header)), None)
+    if short is not None:
+        raise RunError(
+            f"{path}: row {short + 2} has {len(body[short])} of {len(header)} cells; the file is "
+            "truncated or damaged (rerun the run, or restore the file)"
+        )
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(size - 1, 0))
+        if size and handle.read(1) not in (b"\n", b"\r"):
+            raise RunError(f"{path}: its last line is cut off; the file is truncated")
     columns: dict[str, np.ndarray] = {}
     for j, name in enumerate(header):
         cells = [row[j] if j < len(row) else "" for row in body]
@@ -144,7 +158,12 @@ def _text(values) -> np.ndarray:
 
 def read_embeddings(path: Path, order: np.ndarray | None = None) -> Embeddings:
     """embeddings.h5, reordered to ``order`` (concept names) when given."""
-    with h5py.File(path, "r") as h5:
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        reason = str(error).split("(")[0].strip() or type(error).__name__
+        raise RunError(f"{path}: not a readable HDF5 file ({reason})") from None
+    with handle as h5:
         emb = Embeddings(
             concepts=_text(h5["concepts"][()]),
             categories=_text(h5["categories"][()]),
@@ -193,6 +212,8 @@ def _identity(summary: dict, attrs: dict, results: dict, path: Path) -> tuple[st
 def load_run(path: str | Path) -> Run:
     """Read one run directory; embeddings.h5 and summary.json are optional."""
     path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run directory")
     if not (path / "results.csv").is_file():
         raise RunError(f"{path}: no results.csv (not a run directory)")
     results = read_results(path / "results.csv")
@@ -204,6 +225,12 @@ def load_run(path: str | Path) -> Run:
             raise RunError(
                 f"{path / 'summary.json'}: not JSON ({err.msg}, line {err.lineno})"
             ) from None
+    counts = summary.get("counts") if isinstance(summary.get("counts"), dict) else {}
+    if counts.get("concepts") not in (None, len(results["concept"])):
+        raise RunError(
+            f"{path / 'results.csv'}: {len(results['concept'])} concept rows, summary.json "
+            f"records {counts['concepts']}; the file is truncated or from another run"
+        )
     embeddings = (
         read_embeddings(path / "embeddings.h5", results["concept"])
         if (path / "embeddings.h5").is_file()
@@ -220,11 +247,29 @@ def load_run(path: str | Path) -> Run:
 
 
 def find_run_dirs(sweep: str | Path) -> list[Path]:
-    """Every directory under a multirun directory that holds a results.csv."""
+    """Every directory under a multirun directory that holds a results.csv; a job folder of the
+    sweep with neither results.csv nor units.csv (a failed or unfinished job) is logged."""
     sweep = Path(sweep)
     if not sweep.is_dir():
         raise RunError(f"sweep={sweep}: not a directory")
-    return sorted({p.parent for p in sweep.rglob("results.csv")})
+    found = sorted({p.parent for p in sweep.rglob("results.csv")})
+    failed = failed_jobs(sweep)
+    if failed:
+        log.warning(
+            "sweep %s: %d of its jobs left no results (failed or unfinished), left out: %s",
+            sweep,
+            len(failed),
+            ", ".join(p.name for p in failed),
+        )
+    return found
+
+
+def failed_jobs(sweep: Path) -> list[Path]:
+    """Job folders of a multirun directory (its direct subfolders) holding neither a results.csv
+    nor a units.csv: jobs that failed or never finished."""
+    jobs = [p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    outputs = ("results.csv", "units.csv")
+    return sorted(job for job in jobs if not any(any(job.rglob(name)) for name in outputs))
 
 
 def load_runs(paths: list[str | Path] = (), sweep: str | Path | None = None) -> list[Run]:

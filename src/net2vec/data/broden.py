@@ -19,6 +19,9 @@ column, so a pixel may carry several labels (e.g. a part and its sub-part on two
 from __future__ import annotations
 
 import csv
+import io
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,7 @@ PIXEL_COLUMNS = ("color", "object", "part", "material")
 IMAGE_COLUMNS = ("scene", "texture")
 PIXEL_CATEGORIES = frozenset(PIXEL_COLUMNS)
 SPLITS = ("train", "val")
+ABSOLUTE = re.compile(r"(^|;)\s*/")  # a ';'-separated item that starts at the filesystem root
 
 
 class DatasetError(ValueError):
@@ -70,7 +74,11 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         raise DatasetError(f"{path}: file not found")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            lines = list(csv.reader(handle))
+            text = handle.read()
+        if "\0" in text:
+            line_no = text.count("\n", 0, text.index("\0")) + 1
+            raise DatasetError(f"{path} line {line_no}: holds a NUL byte; save it as plain text")
+        lines = list(csv.reader(io.StringIO(text, newline="")))
     except UnicodeDecodeError as error:
         raise DatasetError(
             f"{path}: not UTF-8 text (byte {error.start}); save it as a UTF-8 CSV"
@@ -78,12 +86,37 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     except csv.Error as error:
         raise DatasetError(f"{path}: not a readable CSV ({error})") from None
     header = [name.strip() for name in (lines[0] if lines else [])]
+    doubled = next((name for i, name in enumerate(header) if name and name in header[:i]), None)
+    if doubled:
+        raise DatasetError(
+            f"{path}: column {doubled!r} appears twice in the header; keep one of them"
+        )
     for line_no, line in enumerate(lines[1:], start=2):
         if [cell.strip() for cell in line] == header:
             raise DatasetError(f"{path} line {line_no}: repeats the header line; delete that line")
     pad = [""] * len(header)
     rows = [dict(zip(header, line + pad)) for line in lines[1:] if any(c.strip() for c in line)]
     return header, rows
+
+
+def check_row_paths(root: Path, rows: list[dict[str, str]]) -> None:
+    """Every image and mask name of index.csv stays inside the dataset root (relative to its
+    images/ folder; no absolute name, no ``..`` that leaves the root): one line naming the row."""
+    base = os.path.normpath(os.path.abspath(root))
+    columns = ("image", *PIXEL_COLUMNS)
+    for row_no, row in enumerate(rows, start=2):
+        cells = ";".join(row.get(column) or "" for column in columns)
+        if ".." not in cells and not ABSOLUTE.search(cells):
+            continue  # the common case, at BRODEN scale: nothing to resolve
+        names = [("image", (row.get("image") or "").strip())]
+        names += [(c, name) for c in PIXEL_COLUMNS for name in split_cell(row.get(c))]
+        for column, name in names:
+            path = os.path.normpath(os.path.join(base, "images", name))
+            if os.path.isabs(name) or os.path.commonpath([base, path]) != base:
+                raise DatasetError(
+                    f"{Path(root) / 'index.csv'} row {row_no}: {column} {name!r} lies outside "
+                    f"the dataset root {root}; name files relative to its images/ folder"
+                )
 
 
 def parse_categories(text: str) -> tuple[str, ...]:
@@ -140,7 +173,10 @@ class BrodenDataset:
         missing = [column for column in INDEX_COLUMNS if column not in header]
         if missing:
             raise DatasetError(f"{self.index_path}: missing column {missing[0]!r}")
+        if not rows:
+            raise DatasetError(f"{self.index_path}: no image rows, only a header")
         self.rows = rows
+        check_row_paths(self.root, rows)
         self.labels = read_labels(self.root)
         self.category_names = self._read_categories()
         self._sizes = [self._row_size(i) for i in range(len(rows))]

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from net2vec.data.broden import INDEX_COLUMNS, DatasetError
+from net2vec.data.broden import IMAGE_COLUMNS, INDEX_COLUMNS, PIXEL_COLUMNS, DatasetError
 
 SPLITS = ("train", "val")
 LABEL_COLUMNS = ("number", "name", "category", "frequency", "coverage", "syns")
@@ -97,6 +97,11 @@ def read_image_labels(path: Path | None, table: LabelTable) -> dict[str, list[in
             raise DatasetError(f"{path}: expected columns image,label[,category]")
         for line, row in enumerate(reader, start=2):
             category = (row.get("category") or "scene").strip()
+            if category not in IMAGE_COLUMNS:
+                raise DatasetError(
+                    f"{path} line {line}: category {category!r}: an image-level label is "
+                    f"{' or '.join(IMAGE_COLUMNS)} (the image-level columns of index.csv)"
+                )
             for name in filter(None, (item.strip() for item in (row["label"] or "").split(";"))):
                 if not row["image"]:
                     raise DatasetError(f"{path} line {line}: empty image cell")
@@ -119,6 +124,31 @@ def stack_planes(
         if left.any():
             planes.append(np.where(left, number, 0).astype(np.int32))
     return planes or [np.zeros(shape, np.int32)]
+
+
+def output_names(name: str) -> tuple[str, str]:
+    """(stem of the mask files, image file name) under ``images/`` for the input image `name`.
+
+    ``a/b.jpg`` -> (``a/b``, ``a/b.jpg``), BRODEN's layout; any other suffix joins the stem
+    (``b.png`` -> (``b_png``, ``b.png``), ``b.jpeg`` -> (``b_jpeg``, ``b_jpeg.jpg``), ``b.bmp`` ->
+    (``b_bmp``, ``b_bmp.png``)), so inputs that differ only in their suffix never share an
+    output. A name that would leave ``images/`` (absolute, ``..``) is refused."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or os.path.isabs(name) or ".." in parts or "" in parts:
+        raise DatasetError(
+            f"image name {name!r}: expected a relative path without '..' (outputs stay "
+            "inside --out)"
+        )
+    base, suffix = os.path.splitext(name)
+    stem = base if suffix == ".jpg" else f"{base}_{suffix.lstrip('.')}" if suffix else base
+    if suffix in (".jpg", ".png"):
+        return stem, name
+    return stem, stem + (".jpg" if suffix.lower() in (".jpg", ".jpeg") else ".png")
+
+
+def image_column(table: LabelTable, number: int) -> str:
+    """The image-level column (scene, texture) of label `number`: its first such category."""
+    return next((c for c in table.categories[number] if c in IMAGE_COLUMNS), "scene")
 
 
 def resize_nearest(plane: np.ndarray, size: int) -> np.ndarray:
@@ -146,31 +176,34 @@ class BrodenWriter:
         self.rows.writerow(INDEX_COLUMNS)
         self.splits: Counter = Counter()
         self.seen: set[str] = set()
+        self.written: set[str] = set()  # output files under images/
 
     def add(self, item: SourceImage, image_labels: list[int]) -> None:
         """Convert one image: resized image, mask planes, one index.csv row, tallies."""
         if item.name in self.seen:
             raise DatasetError(f"{item.path}: a second image named {item.name!r}")
         self.seen.add(item.name)
+        stem, out_name = output_names(item.name)
         try:
             with Image.open(item.path) as image:
                 image = image.convert("RGB").resize((self.size, self.size), Image.BILINEAR)
         except (OSError, ValueError) as error:
             raise DatasetError(f"{item.path}: cannot read image ({type(error).__name__})") from None
-        stem, suffix = os.path.splitext(item.name)
-        out_name = stem + (".jpg" if suffix.lower() in (".jpg", ".jpeg") else ".png")
+        self._claim(item.path, out_name)
         (self.folder / "images" / out_name).parent.mkdir(parents=True, exist_ok=True)
         image.save(self.folder / "images" / out_name, quality=95)
-        files, pixels = [], Counter()
-        for k, plane in enumerate(item.planes()):
+        files, pixels = defaultdict(list), Counter()
+        for plane in item.planes():
             plane = resize_nearest(plane, self.mask_size)
             numbers, counts = np.unique(plane[plane > 0], return_counts=True)
             if not len(numbers):
                 continue
-            self._check(item.path, numbers)
             pixels.update(dict(zip(numbers.tolist(), counts.tolist())))
-            files.append(f"{stem}_object{'' if k == 0 else f'_{k + 1}'}.png")
-            save_plane(plane, self.folder / "images" / files[-1])
+            for column, part in self._by_column(item.path, plane, numbers):
+                k = len(files[column])
+                files[column].append(f"{stem}_{column}{'' if k == 0 else f'_{k + 1}'}.png")
+                self._claim(item.path, files[column][-1])
+                save_plane(part, self.folder / "images" / files[column][-1])
         for number, count in pixels.items():
             self.table.coverage[number] += count / self.mask_size**2
         for number in set(pixels) | set(image_labels):
@@ -179,17 +212,46 @@ class BrodenWriter:
         self.rows.writerow(self._row(out_name, item.split, files, image_labels))
         self.splits[item.split] += 1
 
-    def _check(self, path: Path, numbers: np.ndarray) -> None:
+    def _claim(self, source: Path, name: str) -> None:
+        """Refuse a second output file of the same name (two inputs never share one output)."""
+        if name in self.written:
+            raise DatasetError(
+                f"{source}: its output {name!r} is already written for another input; "
+                "rename one of them"
+            )
+        self.written.add(name)
+
+    def _by_column(self, path: Path, plane: np.ndarray, numbers: np.ndarray) -> list:
+        """(index.csv column, plane) per pixel-level category of the plane's labels: each label
+        goes to the column of its first pixel-level category (object, part, material, color)."""
         unknown = [int(n) for n in numbers if int(n) not in self.table.names]
         if unknown:
             raise DatasetError(f"{path}: label {unknown[0]} is not in the label list")
+        columns = defaultdict(list)
+        for number in numbers.tolist():
+            cats = [c for c in self.table.categories[number] if c in PIXEL_COLUMNS]
+            if not cats:
+                raise DatasetError(
+                    f"{path}: label {number} ({self.table.names[number]!r}) has category "
+                    f"{self.table.categories[number][0]!r}; a mask label needs one of "
+                    f"{', '.join(PIXEL_COLUMNS)}"
+                )
+            columns[cats[0]].append(number)
+        return [
+            (column, np.where(np.isin(plane, columns[column]), plane, 0))
+            for column in PIXEL_COLUMNS
+            if column in columns
+        ]
 
-    def _row(self, name: str, split: str, files: list[str], image_labels: list[int]) -> list:
-        scene = [n for n in image_labels if self.table.categories[n][0] != "texture"]
-        texture = [n for n in image_labels if self.table.categories[n][0] == "texture"]
+    def _row(
+        self, name: str, split: str, files: dict[str, list[str]], image_labels: list[int]
+    ) -> list:
         cells = {"image": name, "split": split, "ih": self.size, "iw": self.size}
-        cells.update(sh=self.mask_size, sw=self.mask_size, object=";".join(files))
-        cells.update(scene=";".join(map(str, scene)), texture=";".join(map(str, texture)))
+        cells.update(sh=self.mask_size, sw=self.mask_size)
+        cells.update({column: ";".join(names) for column, names in files.items()})
+        for column in IMAGE_COLUMNS:  # each label in the column of its first image-level category
+            chosen = [n for n in image_labels if image_column(self.table, n) == column]
+            cells[column] = ";".join(map(str, chosen))
         return [cells.get(column, "") for column in INDEX_COLUMNS]
 
     def finish(self) -> None:
@@ -250,6 +312,8 @@ def write_broden(
 ) -> Path:
     """Stream `items` into a BRODEN-format set at `out` (built beside it, renamed when complete)."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out}: exists and is not a folder; choose another folder")
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"--out {out}: exists and is not empty; choose another folder")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

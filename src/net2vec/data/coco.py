@@ -33,10 +33,38 @@ def read_json(path: Path) -> dict:
             data = json.load(handle)
     except (ValueError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: not a JSON file ({error})") from None
-    missing = [k for k in ("images", "annotations", "categories") if k not in data]
-    if not isinstance(data, dict) or missing:
-        raise DatasetError(f"{path}: not a COCO annotation file (missing {missing[:1]})")
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: not a COCO annotation file (a JSON {type(data).__name__})")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list) or not all(isinstance(x, dict) for x in data[key]):
+            raise DatasetError(f"{path}: not a COCO annotation file ({key!r}: no list of objects)")
+    check_entries(data, path)
     return data
+
+
+def check_entries(data: dict, path: Path) -> None:
+    """Every category has an id and a name, every image an id and a file_name (a string)."""
+    for category in data["categories"]:
+        if "id" not in category or "name" not in category:
+            raise DatasetError(f"{path}: category {category!r} lacks an 'id' or a 'name'")
+    for image in data["images"]:
+        if "id" not in image or not isinstance(image.get("file_name"), str):
+            raise DatasetError(
+                f"{path}: image {image.get('id')!r} lacks an 'id' or a 'file_name' (a string)"
+            )
+
+
+def image_size(image: dict, path: Path) -> tuple[int, int]:
+    """(height, width) of an image entry (instance masks are decoded at that size)."""
+    try:
+        height, width = int(image["height"]), int(image["width"])
+    except (KeyError, TypeError, ValueError):
+        height = width = 0
+    if height < 1 or width < 1:
+        raise DatasetError(
+            f"{path}: image {image['file_name']!r} needs a positive 'height' and 'width'"
+        )
+    return height, width
 
 
 def add_categories(data: dict, path: Path, table: LabelTable, ids: dict[int, int]) -> None:
@@ -61,21 +89,41 @@ def instance_planes(anns: list, height: int, width: int, ids: dict, path: Path) 
                 f"{path}: annotation {ann.get('id')} has an unknown category "
                 f"{ann.get('category_id')!r} or no segmentation"
             )
+        masks.append((ids[ann["category_id"]], decode_segmentation(ann, height, width, path)))
+    return stack_planes(masks, (height, width))
+
+
+def decode_segmentation(ann: dict, height: int, width: int, path: Path) -> np.ndarray:
+    """One annotation's polygons, RLE or compressed RLE as an (height, width) uint8 mask."""
+    segmentation = ann["segmentation"]
+    try:
         if isinstance(segmentation, list):
             rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-        elif isinstance(segmentation.get("counts"), list):
+        elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
             rle = mask_utils.frPyObjects(segmentation, height, width)
+        elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), str):
+            rle = {**segmentation, "counts": segmentation["counts"].encode()}
         else:
-            rle = segmentation
-        masks.append((ids[ann["category_id"]], mask_utils.decode(rle)))
-    return stack_planes(masks, (height, width))
+            rle = None
+        mask = None if rle is None else mask_utils.decode(rle)
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError):
+        mask = None
+    if mask is None or mask.shape[:2] != (height, width):
+        raise DatasetError(
+            f"{path}: annotation {ann.get('id')!r} has a segmentation that is neither polygons "
+            f"nor an RLE of its image's {height}x{width} pixels"
+        )
+    return mask
 
 
 def panoptic_planes(ann: dict | None, folder: Path, ids: dict, path: Path) -> list:
     """The label plane of one panoptic annotation: segment ids -> category labels."""
     if ann is None:
         return []
-    png = folder / ann["file_name"]
+    name = ann.get("file_name")
+    if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise DatasetError(f"{path}: panoptic annotation {name!r}: expected a relative file_name")
+    png = folder / name
     try:
         with Image.open(png) as image:
             rgb = np.asarray(image.convert("RGB")).astype(np.int64)
@@ -127,7 +175,7 @@ def coco_images(
             if is_panoptic:
                 planes = partial(panoptic_planes, anns[0] if anns else None, folder, ids, path)
             else:
-                size = (int(image["height"]), int(image["width"]))
+                size = image_size(image, path)
                 planes = partial(instance_planes, anns, *size, ids, path)
             yield SourceImage(name, file, split or ("val" if name in val else "train"), planes)
         if by_image:

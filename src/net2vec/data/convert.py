@@ -74,6 +74,19 @@ def convert_masks(args: argparse.Namespace, table: LabelTable) -> tuple[int, lis
     return total, sources
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Sizes and the validation fraction before any file is read (one line each)."""
+    if args.size < 8:
+        raise DatasetError(f"--size={args.size}: expected at least 8 pixels")
+    if args.mask_size is not None and not 1 <= args.mask_size <= args.size:
+        raise DatasetError(f"--mask-size={args.mask_size}: expected 1..--size ({args.size}) pixels")
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise DatasetError(f"--val-fraction={args.val_fraction}: expected a value in [0, 1)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out}: exists and is not a folder; choose another folder")
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Convert labelled images to a BRODEN-format set.")
     kinds = parser.add_subparsers(dest="kind", required=True)
@@ -105,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; a bad input ends it with one `error:` line (exit 2)."""
     args = parser().parse_args(argv)
     with one_line_errors():
-        if args.size < 8:
-            raise DatasetError(f"--size={args.size}: expected at least 8 pixels")
+        check_options(args)
         table = LabelTable()
         convert = convert_coco if args.kind == "coco" else convert_masks
         total, sources = convert(args, table)
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             itertools.chain(*sources),
             table,
             args.size,
-            args.mask_size or args.size // 2,
+            args.size // 2 if args.mask_size is None else args.mask_size,
             image_labels,
             total,
         )

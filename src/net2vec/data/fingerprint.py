@@ -18,7 +18,13 @@ import os
 from pathlib import Path
 
 from net2vec.common.cache import fingerprint_file
-from net2vec.data.broden import PIXEL_COLUMNS, DatasetError, read_csv, split_cell
+from net2vec.data.broden import (
+    PIXEL_COLUMNS,
+    DatasetError,
+    check_row_paths,
+    read_csv,
+    split_cell,
+)
 
 VERIFY = ("stat", "hash")
 
@@ -49,6 +55,7 @@ def dataset_fingerprint(root: str | Path, verify: str = "stat") -> dict[str, str
         raise DatasetError(f"data.verify={verify!r}: expected one of {', '.join(VERIFY)}")
     root = Path(root).resolve()
     _, rows = read_csv(root / "index.csv")
+    check_row_paths(root, rows)  # nothing outside the root is read, not even its size
     images = [row.get("image") or "" for row in rows]
     masks = [
         name for row in rows for column in PIXEL_COLUMNS for name in split_cell(row.get(column))

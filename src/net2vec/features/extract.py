@@ -176,8 +176,8 @@ def store_spec(
     transform=None,
 ) -> dict:
     """Every input the stored values depend on (hashed into the store key): the concept store's
-    key (the data's fingerprint), the network, its weights digest, the layer's module path, the
-    input size and preprocessing, the storage dtype, τ and the transform."""
+    key (the data's fingerprint), the network, its constructor arguments, its weights digest, the
+    layer's module path, the input size and preprocessing, the storage dtype, τ and the transform."""
     root = concepts.attrs["dataset_root"]
     spec = {
         "concepts": str(concepts.attrs.get("key")),
@@ -195,6 +195,9 @@ def store_spec(
         "dtype": str(extraction.dtype),
         "quantile": float(quantile),
     }
+    builder_kwargs = dict(getattr(network, "builder_kwargs", None) or {})
+    if builder_kwargs:  # constructor arguments (timm model_kwargs such as output_stride)
+        spec["model_kwargs"] = builder_kwargs
     if transform is not None:
         spec["perturbation"] = str(transform.key)
     return spec

@@ -35,12 +35,18 @@ from net2vec.features.networks import (
 
 
 def describe(model) -> str:
-    """The model's class path and arguments (a random init's identity in store keys)."""
+    """The model's class path and arguments (a random init's identity in store keys): a
+    ``_partial_`` callable by its positional and keyword arguments, a built module by its
+    printed structure (every layer with its sizes)."""
     func = getattr(model, "func", model)
+    if isinstance(model, nn.Module):
+        func = type(model)
     target = (
         f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', type(func).__name__)}"
     )
     arguments = {"args": getattr(model, "args", ()), "kwargs": getattr(model, "keywords", {})}
+    if isinstance(model, nn.Module):
+        arguments = {"structure": repr(model)}
     return f"{target}({fingerprint_json(arguments)})"
 
 

@@ -20,11 +20,13 @@ takes the probe cache's lock and writes the cache; the other ranks follow it.
 from __future__ import annotations
 
 import logging
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from safetensors.torch import load_file, save_file
@@ -35,19 +37,34 @@ log = logging.getLogger(__name__)
 
 
 def readable_checkpoint(path: Path) -> bool:
-    """Whether `path` is a complete checkpoint (torch's zip format, every CRC right); a damaged
-    one is removed (logged) so that the fit starts over instead of failing."""
+    """Whether `path` is a complete checkpoint that safe loading reads (torch's zip format, every
+    CRC right, ``weights_only=True`` loads it). A damaged one is removed and one that safe loading
+    refuses (pickled code: crafted, or not written by a fit) is set aside as ``<name>.refused``,
+    both logged, so that the fit starts over instead of failing; refused code never runs."""
     if not path.exists():
         return False
     try:
         with zipfile.ZipFile(path) as archive:
-            if archive.testzip() is None:
-                return True
+            complete = archive.testzip() is None
     except (OSError, zipfile.BadZipFile):
-        pass
-    log.warning("%s is damaged; training from the start", path)
-    path.unlink()
-    return False
+        complete = False
+    if not complete:
+        log.warning("%s is damaged; training from the start", path)
+        path.unlink()
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError, or any other refusal of the safe loader
+        aside = path.with_name(path.name + ".refused")
+        log.warning(
+            "%s: safe loading refuses it (%s); set aside as %s, training from the start",
+            path,
+            type(error).__name__,
+            aside.name,
+        )
+        os.replace(path, aside)
+        return False
+    return True
 
 
 class Fitter:

@@ -35,7 +35,7 @@ from net2vec.data.concept_store import ConceptStore, prepare_concept_store
 from net2vec.features.store import ActivationStore
 from net2vec.probes.fitting import Fitter
 from net2vec.probes.outcome import ProbeOutcome
-from net2vec.run.config import check_config
+from net2vec.run.config import check_config, check_writable
 from net2vec.run.identity import flat_config, run_identity
 from net2vec.run.loggers import (
     CategoryScores,
@@ -45,6 +45,7 @@ from net2vec.run.loggers import (
     log_run_extras,
 )
 from net2vec.run.outputs import format_summary_table, results_rows, write_outputs
+from net2vec.run.record import hydra_record
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,12 @@ def claim_run_dir(run_dir: Path) -> None:
     run_dir = run_dir.resolve()
     if run_dir in _CLAIMED:
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / ".run.lock", "a+")  # noqa: SIM115 (kept open: the lock's lifetime)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / ".run.lock", "a+")  # noqa: SIM115 (kept open: the lock's lifetime)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise RunDirError(f"run directory {run_dir}: cannot write there ({reason})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -149,12 +154,37 @@ def prepare_stores(cfg: DictConfig, timer: StageTimer | None = None) -> Stores:
     return Stores(root, concepts, activations)
 
 
-def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitter:
-    """The Fitter of the run: Trainer factory, logger (with the per-category scores of every
-    validation pass), probe cache, and the key of its inputs."""
+# Trainer settings that never change a fitted probe (how a run reports, logs and checkpoints,
+# and how much of the validation split it scores); every other one is part of the probe's key.
+TRAINER_REPORTING = frozenset(
+    {
+        "_target_",
+        "default_root_dir",
+        "enable_progress_bar",
+        "enable_model_summary",
+        "enable_checkpointing",
+        "log_every_n_steps",
+        "num_sanity_val_steps",
+        "logger",
+        "callbacks",
+        "profiler",
+        "limit_val_batches",
+        "limit_test_batches",
+        "limit_predict_batches",
+        "val_check_interval",
+        "check_val_every_n_epoch",
+    }
+)
+
+
+def probe_key(cfg: DictConfig, stores: Stores) -> dict:
+    """Everything a trained probe depends on: the stores' content keys, the task's settings, the
+    seed, every trainer setting that changes the fit (``+trainer.limit_train_batches=1`` too) and
+    the probe head's parameters (``decision`` acts after the fit)."""
     task = OmegaConf.to_container(cfg.task, resolve=True)
     for part in ("datamodule", "module"):  # how data are loaded never changes a probe
         task.pop(part, None)
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     key = {
         "stores": {
             "concepts": str(stores.concepts.attrs["key"]),
@@ -162,16 +192,22 @@ def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitt
         },
         "task": task,
         "seed": cfg.seed,
-        "trainer": {"max_epochs": cfg.trainer.max_epochs},
+        "trainer": {k: v for k, v in trainer.items() if k not in TRAINER_REPORTING},
     }
-    if (
-        cfg.probe.get("head", "linear") != "linear"
-    ):  # the head's parameters (decision: after the fit)
+    if cfg.probe.get("head", "linear") != "linear":
         key["probe"] = {"head": cfg.probe.head, "hidden": cfg.probe.hidden}
+    return key
+
+
+def build_fitter(cfg: DictConfig, logger, run_dir: Path, stores: Stores) -> Fitter:
+    """The Fitter of the run: Trainer factory, logger (with the per-category scores of every
+    validation pass), probe cache, and the key of its inputs (`probe_key`)."""
     trainer = hydra.utils.instantiate(cfg.trainer, _partial_=True)
     name = f"{cfg.network.name}-{cfg.layer}-{cfg.task.name}"
     callbacks = [CategoryScores(stores.concepts.categories)]
-    return Fitter(trainer, logger, run_dir, cfg.paths.cache_dir, key, name, callbacks)
+    return Fitter(
+        trainer, logger, run_dir, cfg.paths.cache_dir, probe_key(cfg, stores), name, callbacks
+    )
 
 
 def run_config(cfg: DictConfig, stores: Stores) -> dict:
@@ -215,9 +251,15 @@ def train(cfg: DictConfig) -> dict:
     return_large_buffers_to_os()  # flat RSS while streaming batches (net2vec.common.memory)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = run_dir_of(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir")
     if rank_zero_only.rank == 0:  # DDP ranks >= 1 share rank 0's folder
         claim_run_dir(run_dir)
+    with hydra_record(cfg, run_dir, enabled=rank_zero_only.rank == 0):  # after the lock
+        return train_in(cfg, run_dir)
+
+
+def train_in(cfg: DictConfig, run_dir: Path) -> dict:
+    """`train` in the run directory it holds: stores, fits, statistics, outputs, summary."""
     timer, started = StageTimer(), time.perf_counter()
     stores = prepare_stores(cfg, timer)
     root = OmegaConf.select(cfg, "paths.root_dir", default=None, throw_on_resolution_failure=False)
