@@ -200,7 +200,7 @@ def test_ddp_gives_the_results_of_one_process(tmp_path, shared_cache, task):
 def test_only_rank_zero_takes_the_probe_cache_lock(monkeypatch, tmp_path):
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-    from net2vec import cache
+    from net2vec.common import cache
     from net2vec.probes import fitting
     from net2vec.probes.base import ddp_loss_scale
     from net2vec.probes.segmentation import SegmentationProbe

@@ -85,8 +85,9 @@ def restrict_pairs(evidence: dict, remap: np.ndarray) -> dict:
     }
 
 
-def per_image_iou(evidence: dict) -> dict[str, np.ndarray]:
-    """IoU_ind of the best filter and of the all-filter probe on every validation pair."""
+def pair_ious(evidence: dict) -> dict[str, np.ndarray]:
+    """IoU_ind of the best filter and of the all-filter probe on every validation pair (the
+    per_image arrays of embeddings.h5, Fig. 7), from the evidence counts."""
 
     def ratio(name: str) -> np.ndarray:
         inter, union = (v.astype(np.float64) for v in evidence["counts"][name])

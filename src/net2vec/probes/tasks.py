@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from net2vec.probes.evidence import cls_evidence, per_image_iou, restrict_pairs, seg_evidence
+from net2vec.probes.evidence import cls_evidence, pair_ious, restrict_pairs, seg_evidence
 from net2vec.probes.fitting import Fitter
 from net2vec.probes.outcome import ProbeOutcome
 from net2vec.probes.single_filter import single_filter_seg
@@ -221,7 +221,7 @@ class SegmentationTask(ProbeTask):
             bias=np.zeros(len(keep), np.float32),
             subsets=parts,
             filter_scores={"train": single.iou_train[keep], "val": single.iou_val[keep]},
-            per_image=per_image_iou(evidence),
+            per_image=pair_ious(evidence),
             evidence=evidence,
             variant={k: probe.hparams[k] for k in ("head", "hidden", "loss", "decision")},
             probe_columns=probe_columns(probe, keep),
