@@ -26,9 +26,13 @@ def make_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(
             "broden1_227/index.csv",
-            "image,split,ih,iw,sh,sw,color,object,part,material,scene,texture\n",
+            "image,split,ih,iw,sh,sw,color,object,part,material,scene,texture\n"
+            "a.jpg,train,227,227,113,113,,,,,1,\n",
         )
-        archive.writestr("broden1_227/label.csv", "number,name,category,frequency,coverage,syns\n")
+        archive.writestr(
+            "broden1_227/label.csv",
+            "number,name,category,frequency,coverage,syns\n1,street,scene(1),1,1.0,\n",
+        )
         archive.writestr("broden1_227/images/blob.bin", bytes(range(256)) * 400)
     return buffer.getvalue()
 
