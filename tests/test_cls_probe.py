@@ -16,7 +16,7 @@ from cls_reference import (
     val_balanced_accuracy,
 )
 
-from net2vec.data.datamodules import ClassificationDataModule, pooled_features
+from net2vec.data.classification_data import ClassificationDataModule, pooled_features
 from net2vec.probes.classification import ClassificationProbe, negative_weights
 from net2vec.probes.subsets import subset_masks, top_filters
 

@@ -30,8 +30,9 @@ from net2vec.analysis import evaluate
 from net2vec.analysis.dissection_report import load_dissection
 from net2vec.cli import check_choices
 from net2vec.common.errors import ConfigError
+from net2vec.data.classification_data import ClassificationDataModule
 from net2vec.data.concept_store import ConceptStore
-from net2vec.data.datamodules import ClassificationDataModule, EpochShuffle
+from net2vec.data.datamodules import EpochShuffle
 from net2vec.probes.segmentation import init_weights
 from net2vec.run import identity as identity_module
 from net2vec.run.config import check_config

@@ -11,7 +11,7 @@ import pytest
 from conftest import CONF
 from omegaconf import OmegaConf
 
-from net2vec.run.pipeline import RunDirError, claim_run_dir
+from net2vec.run.folders import RunDirError, claim_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -48,7 +48,8 @@ from net2vec.experiments.context import ExperimentContext
 from net2vec.experiments.robustness import perturbed_store, robustness_test, run_robustness
 from net2vec.experiments.summaries import layer_summaries, run_summaries
 from net2vec.run.config import check_config
-from net2vec.run.pipeline import prepare_activation_store, prepare_stores, run_dir_of
+from net2vec.run.folders import run_dir_of
+from net2vec.run.pipeline import prepare_activation_store, prepare_stores
 
 log = logging.getLogger(__name__)
 EXPERIMENTS = ("alignment", "robustness", "ablation", "summaries")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from net2vec.data.datamodules import ClassificationDataModule
+from net2vec.data.classification_data import ClassificationDataModule
 
 RESAMPLES = ("split", "bootstrap")
 

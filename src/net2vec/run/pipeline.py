@@ -16,7 +16,6 @@ once rank 0 has built the stores); only rank 0 writes the run's files and logs t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import time
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -36,6 +34,7 @@ from net2vec.features.store import ActivationStore
 from net2vec.probes.fitting import Fitter
 from net2vec.probes.outcome import ProbeOutcome
 from net2vec.run.config import check_config, check_writable
+from net2vec.run.folders import claim_run_dir, hydra_record, run_dir_of
 from net2vec.run.identity import flat_config, run_identity
 from net2vec.run.loggers import (
     CategoryScores,
@@ -45,7 +44,6 @@ from net2vec.run.loggers import (
     log_run_extras,
 )
 from net2vec.run.outputs import format_summary_table, results_rows, write_outputs
-from net2vec.run.record import hydra_record
 
 log = logging.getLogger(__name__)
 
@@ -73,45 +71,6 @@ class Stores:
     root: Path
     concepts: ConceptStore
     activations: ActivationStore
-
-
-def run_dir_of(cfg: DictConfig) -> Path:
-    """The run directory: `paths.output_dir` when set, else Hydra's runtime output directory."""
-    output_dir = cfg.paths.get("output_dir") if "paths" in cfg else None
-    try:
-        return Path(output_dir or HydraConfig.get().runtime.output_dir)
-    except ValueError:  # no Hydra context and no explicit directory
-        raise ValueError("paths.output_dir is unset and no Hydra run is active") from None
-
-
-class RunDirError(ValueError):
-    """The run directory is in use by another running process (one line)."""
-
-
-_CLAIMED: dict[Path, object] = {}  # run directories this process holds (open locked files)
-
-
-def claim_run_dir(run_dir: Path) -> None:
-    """Hold an exclusive lock on `run_dir` for this process's lifetime (released when it ends):
-    a second live run in the same folder is refused instead of mixing its files into it."""
-    run_dir = run_dir.resolve()
-    if run_dir in _CLAIMED:
-        return
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(run_dir / ".run.lock", "a+")  # noqa: SIM115 (kept open: the lock's lifetime)
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise RunDirError(f"run directory {run_dir}: cannot write there ({reason})") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise RunDirError(
-            f"run directory {run_dir} is in use by another running train.py; give this run its "
-            "own folder (the default hydra.run.dir is unique) or wait for that run to end"
-        ) from None
-    _CLAIMED[run_dir] = handle
 
 
 def ensure_dataset(data_cfg) -> Path:
