@@ -15,9 +15,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from net2vec.data.broden import BrodenDataset
-from net2vec.data.broden_writer import stack_planes, val_names
 from net2vec.data.concept_store import prepare_concept_store
 from net2vec.data.convert import main as convert
+from net2vec.data.converter_inputs import stack_planes, val_names
 from net2vec.run.pipeline import train
 
 SIZE, MASK = 64, 32  # fixture images are SIZE x SIZE; converted masks MASK x MASK

@@ -21,7 +21,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from net2vec.data.broden import DatasetError
-from net2vec.data.broden_writer import LabelTable, SourceImage, stack_planes, val_names
+from net2vec.data.converter_inputs import LabelTable, SourceImage, stack_planes, val_names
 
 
 def read_json(path: Path) -> dict:

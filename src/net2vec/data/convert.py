@@ -25,8 +25,9 @@ from pathlib import Path
 
 from net2vec.common.errors import one_line_errors
 from net2vec.data.broden import DatasetError
-from net2vec.data.broden_writer import LabelTable, read_image_labels, split_argument, write_broden
+from net2vec.data.broden_writer import write_broden
 from net2vec.data.coco import coco_images
+from net2vec.data.converter_inputs import LabelTable, read_image_labels, split_argument
 from net2vec.data.labelmaps import labelmap_images, read_label_list
 
 

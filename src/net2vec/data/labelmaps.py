@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from net2vec.data.broden import DatasetError, decode_plane
-from net2vec.data.broden_writer import LabelTable, SourceImage, val_names
+from net2vec.data.converter_inputs import LabelTable, SourceImage, val_names
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 NUMBER_COLUMNS = ("number", "idx", "id", "index")

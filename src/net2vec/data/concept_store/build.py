@@ -1,6 +1,9 @@
 """Building the concept store from a BRODEN-format dataset: decode every index.csv row's masks
 (in worker processes), keep the labels with images, write the HDF5 layout of
-``net2vec.data.concept_store`` once per content key (common.cache)."""
+``net2vec.data.concept_store`` once per content key (common.cache).
+
+One algorithm in one place (decode, tally, keep, write: ~330 lines); its steps are small
+functions that only this build calls."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from net2vec.data.broden import (
     DatasetError,
     planes_to_masks,
 )
+from net2vec.data.broden_writer import resize_nearest
 from net2vec.data.concept_store.read import COVERAGE_COLUMNS, ConceptStore
 from net2vec.data.fingerprint import dataset_fingerprint
 
@@ -62,12 +66,6 @@ def prepare_concept_store(
     )
 
 
-def _resize_nearest(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    rows = ((np.arange(size[0]) + 0.5) * plane.shape[0] / size[0]).astype(np.int64)
-    cols = ((np.arange(size[1]) + 0.5) * plane.shape[1] / size[1]).astype(np.int64)
-    return plane[rows][:, cols]
-
-
 def _decode_row(job: tuple[int, tuple[int, int]]) -> tuple:
     """Row i -> (labels, packed masks, areas, per-column areas, image-level labels by column,
     resized?) at the common size."""
@@ -77,7 +75,7 @@ def _decode_row(job: tuple[int, tuple[int, int]]) -> tuple:
     planes = dataset.column_planes(i)
     resized = dataset.mask_size(i) != size
     if resized:
-        planes = [(column, _resize_nearest(plane, size)) for column, plane in planes]
+        planes = [(column, resize_nearest(plane, size)) for column, plane in planes]
     masks = planes_to_masks([plane for _, plane in planes])
     labels = np.array(sorted(masks), np.int64)
     packed = np.zeros((len(labels), (size[0] * size[1] + 7) // 8), np.uint8)
