@@ -15,7 +15,6 @@ at T_k; every labelled image of both splits; image-level labels as whole-image m
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from net2vec.common.cache import atomic_path
-from net2vec.common.versions import package_versions
 from net2vec.probes.compexp import CompExpResult, explain_units
 from net2vec.probes.dissection import TopImages
 from net2vec.probes.netdissect import dissection_labels, labelled_rows
+from net2vec.probes.outcome import write_task_summary
 
 
 @dataclass
@@ -59,17 +58,8 @@ class CompExpOutcome:
             h5["top_images"] = self.top_images.astype(np.int64)
             h5["top_values"] = self.top_values.astype(np.float32)
             h5.attrs.update({k: str(v) for k, v in self.settings.items()})
-        summary = {
-            "config": config,
-            "task": self.task,
-            "compexp": {**self.settings, **self.counts()},
-            "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
-            "versions": package_versions(),
-            "stores": stores,
-        }
-        with atomic_path(run_dir / "summary.json") as tmp:
-            tmp.write_text(json.dumps(summary, indent=2))
-        return summary
+        section = {**self.settings, **self.counts()}
+        return write_task_summary(run_dir, config, self.task, section, timings, stores)
 
     def log(self, logger, summary: dict) -> None:
         """The summary's figures as metrics; formulas.csv as a table where the logger has them."""

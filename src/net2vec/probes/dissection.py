@@ -19,7 +19,6 @@ way, and writes into the run directory:
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,13 @@ import torch
 
 from net2vec.common import wandb_media
 from net2vec.common.cache import atomic_path
-from net2vec.common.versions import package_versions
 from net2vec.probes.netdissect import (
     DETECTOR_IOU,
     NetDissectResult,
     dissect_layer,
     dissection_labels,
 )
+from net2vec.probes.outcome import write_task_summary
 from net2vec.probes.unit_null import UnitNull, null_counts, unit_null_layer
 
 # the category order of the published bar charts; others follow alphabetically
@@ -216,17 +215,8 @@ def write_dissection(
         h5["top_images"] = outcome.top_images.astype(np.int64)
         h5["top_values"] = outcome.top_values.astype(np.float32)
         h5.attrs.update({k: str(v) for k, v in outcome.settings.items()})
-    summary = {
-        "config": config,
-        "task": outcome.task,
-        "netdissect": {**outcome.settings, **outcome.counts()},
-        "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
-        "versions": package_versions(),
-        "stores": stores,
-    }
-    with atomic_path(run_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
-    return summary
+    section = {**outcome.settings, **outcome.counts()}
+    return write_task_summary(run_dir, config, outcome.task, section, timings, stores)
 
 
 class NetDissectTask:

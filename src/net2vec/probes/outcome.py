@@ -6,9 +6,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from net2vec.common.cache import atomic_path
+from net2vec.common.versions import package_versions
 
 METRIC = {"seg": "iou", "cls": "acc"}
 
@@ -59,3 +64,21 @@ class ProbeOutcome:
     @property
     def single_val(self) -> np.ndarray:
         return self.single_scores[f"single_{self.metric}_val"]
+
+
+def write_task_summary(
+    run_dir: Path, config: dict, task: str, section: dict, timings: dict, stores: dict
+) -> dict:
+    """summary.json of a task that writes itself (task=netdissect, compexp, tcav): the run's
+    config, the task's own section (under the task's name), timings, versions and stores."""
+    summary = {
+        "config": config,
+        "task": task,
+        task: section,
+        "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
+        "versions": package_versions(),
+        "stores": stores,
+    }
+    with atomic_path(Path(run_dir) / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return summary

@@ -13,7 +13,6 @@ three figures of ``probes.tcav_figures``; analysis/tcav_report.py draws the same
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import numpy as np
 
 from net2vec.common import wandb_media
 from net2vec.common.cache import atomic_path
-from net2vec.common.versions import package_versions
 from net2vec.probes import tcav_figures
+from net2vec.probes.outcome import write_task_summary
 from net2vec.probes.tcav_pass import VARIANTS, TcavPass
 from net2vec.statistics.significance import empirical_p
 from net2vec.statistics.tcav import TcavTest
@@ -144,25 +143,16 @@ class TcavOutcome:
             h5.create_dataset("concepts", data=list(self.names), dtype=h5py.string_dtype())
             h5.create_dataset("classes", data=list(self.classes), dtype=h5py.string_dtype())
         tested = np.isfinite(self.test.p)
-        summary = {
-            "config": config,
-            "task": self.task,
-            "tcav": {
-                **self.settings,
-                "concepts": len(self.names),
-                "classes": len(self.classes),
-                "tested_cells": int(tested.sum()),
-                "significant_cells": int(self.test.significant.sum()),
-                "significant": self.significant(),
-                "binary_scores": self.binary_share(),
-            },
-            "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
-            "versions": package_versions(),
-            "stores": stores,
+        section = {
+            **self.settings,
+            "concepts": len(self.names),
+            "classes": len(self.classes),
+            "tested_cells": int(tested.sum()),
+            "significant_cells": int(self.test.significant.sum()),
+            "significant": self.significant(),
+            "binary_scores": self.binary_share(),
         }
-        with atomic_path(run_dir / "summary.json") as tmp:
-            tmp.write_text(json.dumps(summary, indent=2))
-        return summary
+        return write_task_summary(run_dir, config, self.task, section, timings, stores)
 
     def figures(self) -> list[tuple[str, object]]:
         """(name, figure) of the heatmap, the top concepts per class and the ablation bars."""
