@@ -36,6 +36,13 @@ def compose_config(workdir: Path, *overrides: str, cache: Path | None = None):
 
 
 @pytest.fixture(scope="session")
+def default_root(tmp_path_factory) -> Path:
+    """``paths.root_dir`` of the end-to-end runs on the embedded default: the synthetic set, the
+    trained synthnet and the stores are built by the first such run and reused by the next."""
+    return tmp_path_factory.mktemp("default")
+
+
+@pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     """One cache (datasets, stores, probes) shared by the pipeline tests of a session."""
     return tmp_path_factory.mktemp("shared")

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_default_run_end_to_end(tmp_path):
+def test_default_run_end_to_end(tmp_path, default_root):
     env = {key: value for key, value in os.environ.items() if not key.startswith("NET2VEC_")}
     env["WANDB_MODE"] = "offline"
     run = tmp_path / "run"
@@ -25,7 +25,7 @@ def test_default_run_end_to_end(tmp_path):
         [
             sys.executable,
             "train.py",
-            f"paths.root_dir={tmp_path}",
+            f"paths.root_dir={default_root}",
             f"hydra.run.dir={run}",
             "trainer.enable_progress_bar=false",
         ],

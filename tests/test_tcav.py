@@ -191,14 +191,15 @@ def test_plan_columns():
 
 
 @pytest.mark.slow
-def test_default_tcav_run_names_significant_concepts(tmp_path):
+def test_default_tcav_run_names_significant_concepts(tmp_path, default_root):
     """`python train.py task=tcav` on the embedded default (synthetic set, synthnet, conv5):
     significant concepts for synthnet's scene classes, and the files' columns."""
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "WANDB_MODE": "offline"}  # NET2VEC_DATA/CACHE: content-keyed, reusable
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NET2VEC_")}
+    env["WANDB_MODE"] = "offline"  # the data and stores of the default run, when it ran first
     run = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "train.py", "task=tcav", f"paths.root_dir={tmp_path}",
+        [sys.executable, "train.py", "task=tcav", f"paths.root_dir={default_root}",
          f"hydra.run.dir={run}", "logger=csv", "trainer.enable_progress_bar=false"],
         cwd=root, env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip

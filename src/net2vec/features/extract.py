@@ -14,6 +14,7 @@ preprocessing, the storage dtype, τ and the transform (features.store, common.c
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +241,8 @@ def extracted_stores(
         spec = store_spec(network, concepts, layer, quantile, cache_dir, extraction, transform)
         artifact = store_artifact(cache_dir, network.name, f"{layer}{suffix}", spec)
         attrs = {k: v for k, v in spec.items() if k not in ("quantile", "preprocessing")}
+        if "model_kwargs" in attrs:  # an HDF5 attribute holds no dict: stored as JSON
+            attrs["model_kwargs"] = json.dumps(attrs["model_kwargs"], sort_keys=True, default=str)
         plans[layer] = (artifact, {**attrs, "layer": str(layer)})
     stores: dict[str, ActivationStore] = {}
     pending = sorted(plans, key=lambda layer: str(plans[layer][0].path))
