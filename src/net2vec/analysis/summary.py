@@ -83,7 +83,7 @@ def _share(line: Headline) -> str:
 def _significance(line: Headline) -> str:
     if not line.significant:
         return "no FDR-controlled statistics (stats=null, or a run written before q-values)"
-    kind = f"FDR q ≤ {line.fdr:g}; all > single also needs its all − single interval above 0"
+    kind = f"FDR q ≤ {line.fdr:g}"
     counts = ", ".join(f"{name} {n}" for name, n in line.significant.items())
     return f"{counts} ({kind})"
 
@@ -178,7 +178,9 @@ def summary_html(report: Report, runs: list[Run], dissected: list[DissectionRun]
             "<p class='caption'>all ≥ single: share of concepts whose all-filter val score is at "
             "least the best single filter's, with its bootstrap interval; single → all: mean val "
             "score per category (seg: set IoU, cls: balanced accuracy); significant: concepts "
-            "where all filters beat the single filter (and their shuffled-mask null)</p>"
+            "where all filters beat the single filter (Benjamini-Hochberg q ≤ stats.fdr and the "
+            "all − single interval above 0), and concepts above their shuffled-mask null (q ≤ "
+            "stats.fdr); docs/statistics.md</p>"
         )
     parts += [f"<p>{html.escape(_dissection_line(run))}</p>" for run in dissected]
     pictures = _pictures(report, dissected)
