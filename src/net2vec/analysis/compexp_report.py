@@ -10,15 +10,12 @@ and outlined (magenta). ``attach_formulas`` puts each unit's formula on the unit
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from net2vec.analysis.dissection_report import DissectionRun, grid_of
+from net2vec.analysis.dissection_report import DissectionRun, grid_of, read_unit_run
 from net2vec.analysis.figures import plt
 from net2vec.analysis.images import TRUTH, ImagesError, StoredImages, highlight, overlay, strip
 from net2vec.analysis.report import Report, slug
@@ -63,11 +60,7 @@ def is_compexp_run(path: str | Path) -> bool:
 def load_compexp(path: str | Path) -> CompExpRun:
     """Read a task=compexp run directory."""
     path = Path(path)
-    with open(path / "formulas.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    with h5py.File(path / "compexp.h5", "r") as h5:
-        top_images = h5["top_images"][()]
-    return CompExpRun(path, json.loads((path / "summary.json").read_text()), rows, top_images)
+    return CompExpRun(path, *read_unit_run(path, "formulas.csv", "compexp.h5"))
 
 
 def attach_formulas(dissections: list[DissectionRun], runs: list[CompExpRun]) -> None:

@@ -80,15 +80,20 @@ def is_dissection_run(path: str | Path) -> bool:
     return (path / "units.csv").is_file() and (path / "dissection.h5").is_file()
 
 
+def read_unit_run(path: Path, table: str, arrays: str) -> tuple[dict, list[dict], np.ndarray]:
+    """summary.json, the per-unit CSV ``table`` and the top images of the HDF5 file ``arrays`` of
+    a run that dissected a layer (task=netdissect, compexp)."""
+    with open(path / table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with h5py.File(path / arrays, "r") as h5:
+        top_images = h5["top_images"][()]
+    return json.loads((path / "summary.json").read_text()), rows, top_images
+
+
 def load_dissection(path: str | Path) -> DissectionRun:
     """Read a task=netdissect run directory."""
     path = Path(path)
-    with open(path / "units.csv", newline="") as handle:
-        units = list(csv.DictReader(handle))
-    with h5py.File(path / "dissection.h5", "r") as h5:
-        top_images = h5["top_images"][()]
-    summary = json.loads((path / "summary.json").read_text())
-    return DissectionRun(path, summary, units, top_images)
+    return DissectionRun(path, *read_unit_run(path, "units.csv", "dissection.h5"))
 
 
 def unit_strip(images: StoredImages, run: DissectionRun, unit: int, k: int, size: int = 96):

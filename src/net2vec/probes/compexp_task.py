@@ -14,7 +14,6 @@ at T_k; every labelled image of both splits; image-level labels as whole-image m
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 
 from net2vec.common.cache import atomic_path
 from net2vec.probes.compexp import CompExpResult, explain_units
-from net2vec.probes.dissection import TopImages
+from net2vec.probes.dissection import TopImages, write_unit_arrays, write_unit_table
 from net2vec.probes.netdissect import dissection_labels, labelled_rows
 from net2vec.probes.outcome import write_task_summary
 
@@ -45,19 +44,14 @@ class CompExpOutcome:
     def write(self, run_dir: Path, config: dict, timings: dict, stores: dict) -> dict:
         """formulas.csv, compexp.h5 and summary.json (the task's outcome protocol)."""
         run_dir = Path(run_dir)
-        header, rows = self.formula_rows()
-        with atomic_path(run_dir / "formulas.csv") as tmp, open(tmp, "w", newline="") as handle:
-            csv.writer(handle).writerows([header, *rows])
+        write_unit_table(run_dir / "formulas.csv", *self.formula_rows())
         with atomic_path(run_dir / "compexp.h5") as tmp, h5py.File(tmp, "w") as h5:
             h5["label_iou"] = self.result.atom_iou.astype(np.float32)
             h5["best_by_length"] = self.result.best_by_length.astype(np.float32)
             h5.create_dataset(
                 "concepts", data=[str(n) for n in self.names], dtype=h5py.string_dtype()
             )
-            h5["thresholds"] = self.thresholds.astype(np.float32)
-            h5["top_images"] = self.top_images.astype(np.int64)
-            h5["top_values"] = self.top_values.astype(np.float32)
-            h5.attrs.update({k: str(v) for k, v in self.settings.items()})
+            write_unit_arrays(h5, self)
         section = {**self.settings, **self.counts()}
         return write_task_summary(run_dir, config, self.task, section, timings, stores)
 

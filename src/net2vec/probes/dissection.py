@@ -195,26 +195,34 @@ def log_dissection(logger, header: list[str], rows: list[list], summary: dict) -
         wandb_media.log_detector_plots(logger.experiment, nd)
 
 
+def write_unit_table(path: Path, header: list[str], rows: list[list]) -> None:
+    """A per-unit CSV (units.csv, formulas.csv), written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+
+
+def write_unit_arrays(h5: h5py.File, outcome) -> None:
+    """What the report's unit strips read from a dissected layer's outcome (netdissect, compexp):
+    thresholds (K,), top_images and top_values (K, k), and the task's settings as attributes."""
+    h5["thresholds"] = outcome.thresholds.astype(np.float32)
+    h5["top_images"] = outcome.top_images.astype(np.int64)
+    h5["top_values"] = outcome.top_values.astype(np.float32)
+    h5.attrs.update({k: str(v) for k, v in outcome.settings.items()})
+
+
 def write_dissection(
     outcome: DissectionOutcome, run_dir: Path, config: dict, timings: dict, stores: dict
 ) -> dict:
     """units.csv, dissection.h5 and summary.json into ``run_dir``; returns the summary."""
     run_dir = Path(run_dir)
-    header, rows = outcome.unit_rows()
-    with atomic_path(run_dir / "units.csv") as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    write_unit_table(run_dir / "units.csv", *outcome.unit_rows())
     text = h5py.string_dtype()
     with atomic_path(run_dir / "dissection.h5") as tmp, h5py.File(tmp, "w") as h5:
         h5["iou"] = outcome.result.iou.astype(np.float32)
         h5.create_dataset("concepts", data=[str(n) for n in outcome.names], dtype=text)
         h5.create_dataset("categories", data=[str(c) for c in outcome.categories], dtype=text)
         h5["label_numbers"] = outcome.label_numbers.astype(np.int64)
-        h5["thresholds"] = outcome.thresholds.astype(np.float32)
-        h5["top_images"] = outcome.top_images.astype(np.int64)
-        h5["top_values"] = outcome.top_values.astype(np.float32)
-        h5.attrs.update({k: str(v) for k, v in outcome.settings.items()})
+        write_unit_arrays(h5, outcome)
     section = {**outcome.settings, **outcome.counts()}
     return write_task_summary(run_dir, config, outcome.task, section, timings, stores)
 
